@@ -1,0 +1,3 @@
+from deftpipe.cli.main import main
+
+main()

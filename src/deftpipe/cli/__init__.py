@@ -1,0 +1,1 @@
+"""Command-line interface: thin Typer commands that call one library function each."""

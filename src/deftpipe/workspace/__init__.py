@@ -1,0 +1,1 @@
+"""Input contract: workspace layout, spec, CSV tables, image paths, validation."""

@@ -1,0 +1,269 @@
+"""Loading TAO-style specs: OmegaConf with `${...}` interpolation and dotted overrides.
+
+`load_spec` returns a resolved plain dict and checks the keys the native backend
+honours (types, ranges, near-miss typos); unknown keys are carried through.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from deftpipe.errors import ConfigError
+
+# key -> accepted python types (None allowed where listed). The native backend honours these.
+HONOURED_KEYS: dict[str, tuple[type, ...]] = {
+    "results_dir": (str, type(None)),
+    "model.backbone.type": (str,),
+    "model.backbone.freeze_backbone": (bool,),
+    "model.classify.difference_module": (str,),
+    "model.classify.input_mode": (str,),
+    "model.classify.max_shift_px": (int,),
+    "train.num_epochs": (int,),
+    "train.checkpoint_interval": (int,),
+    "train.validation_interval": (int,),
+    "train.pretrained_model_path": (str, type(None)),
+    "train.resume_training_checkpoint_path": (str, type(None)),
+    "train.seed": (int,),
+    "train.optim.lr": (float, int),
+    "train.optim.optim": (str,),
+    "train.optim.policy": (str,),
+    "train.optim.momentum": (float, int),
+    "train.optim.weight_decay": (float, int),
+    "train.classify.loss": (str,),
+    "train.classify.cls_weight": (list,),
+    "dataset.classify.images_dir": (str,),
+    "dataset.classify.image_ext": (str,),
+    "dataset.classify.image_width": (int,),
+    "dataset.classify.image_height": (int,),
+    "dataset.classify.grayscale": (bool,),
+    "dataset.classify.num_input": (int,),
+    "dataset.classify.input_map": (dict,),
+    "dataset.classify.batch_size": (int,),
+    "dataset.classify.workers": (int,),
+    "dataset.classify.num_classes": (int,),
+    "dataset.classify.augmentation_config": (dict,),
+}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.backbone.type": ("resnet_tiny", "resnet_small"),
+    "model.classify.difference_module": ("learnable", "abs-diff"),
+    "model.classify.input_mode": ("registered_diff", "raw"),
+    "train.optim.optim": ("adamw", "adam", "sgd"),
+    "train.optim.policy": ("cosine", "step", "constant"),
+    "train.classify.loss": ("ce", "focal"),
+}
+POSITIVE_INT_KEYS = (
+    "train.num_epochs", "train.checkpoint_interval", "train.validation_interval",
+    "dataset.classify.image_width", "dataset.classify.image_height", "dataset.classify.batch_size",
+    "dataset.classify.num_input",
+)
+_SECTIONS = {k.rsplit(".", 1)[0] for k in HONOURED_KEYS if "." in k}
+
+
+def template_text() -> str:
+    """The spec template shipped with the package (used by `init` and the demo)."""
+    return resources.files("deftpipe.workspace").joinpath("templates/baseline_spec.yaml").read_text()
+
+
+def default_spec() -> dict[str, Any]:
+    return yaml.safe_load(template_text())
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and dotted not in ("dataset.classify.input_map",
+                                                         "dataset.classify.augmentation_config"):
+            out.update(_flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def get(spec: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
+    node: Any = spec
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def set_key(spec: dict[str, Any], dotted: str, value: Any) -> None:
+    node = spec
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """`extra` merged onto a copy of `base`; nested dicts merge, everything else is replaced."""
+    out = copy.deepcopy(dict(base))
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`train.optim.lr=3e-4` -> ('train.optim.lr', 0.0003); values parse as YAML scalars."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' has no '='; write it as dotted.key=value, e.g. train.optim.lr=3e-4.")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override '{text}': '{key}' is not a dotted key such as train.optim.lr.")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{text}': value '{raw}' is not valid YAML ({exc}).") from exc
+    # YAML 1.1 reads '3e-4' as a string; numbers written that way are meant as floats.
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(c in value for c in "eE.") else value
+        except ValueError:
+            pass
+    return key, value
+
+
+def _typo_check(flat: Mapping[str, Any], *, source: str) -> None:
+    known = set(HONOURED_KEYS)
+    for key in flat:
+        if key in known or key.startswith(("dataset.classify.input_map.", "dataset.classify.augmentation_config.")):
+            continue
+        section, _, leaf = key.rpartition(".")
+        if section in _SECTIONS or section == "":
+            siblings = [k.rpartition(".")[2] for k in known if k.rpartition(".")[0] == section]
+            near = difflib.get_close_matches(leaf, siblings, n=1, cutoff=0.75)
+            if near and near[0] != leaf:
+                raise ConfigError(
+                    f"{source}: unknown key '{key}'. Did you mean '{section + '.' if section else ''}{near[0]}'? "
+                    "Fix the spelling (keys are case-sensitive)."
+                )
+
+
+def validate_spec(spec: Mapping[str, Any], *, source: str = "spec") -> None:
+    """Raise ConfigError for typos, wrong types, bad choices and an impossible checkpoint interval."""
+    flat = _flatten(spec)
+    _typo_check(flat, source=source)
+    for key, types in HONOURED_KEYS.items():
+        if key not in flat:
+            continue
+        value = flat[key]
+        if isinstance(value, bool) and bool not in types:
+            ok = False
+        else:
+            ok = isinstance(value, types)
+        if not ok:
+            want = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise ConfigError(f"{source}: '{key}' must be {want}, got {value!r} ({type(value).__name__}).")
+        if key in CHOICES and value not in CHOICES[key]:
+            near = difflib.get_close_matches(str(value), CHOICES[key], n=1)
+            tip = f" Did you mean '{near[0]}'?" if near else ""
+            raise ConfigError(f"{source}: '{key}' is '{value}'; choose one of {list(CHOICES[key])}.{tip}")
+        if key in POSITIVE_INT_KEYS and value < 1:
+            raise ConfigError(f"{source}: '{key}' must be at least 1, got {value}.")
+        if key == "train.optim.lr" and not (0 < float(value) < 10):
+            raise ConfigError(f"{source}: 'train.optim.lr' must be in (0, 10), got {value}.")
+    epochs = get(spec, "train.num_epochs")
+    interval = get(spec, "train.checkpoint_interval")
+    if isinstance(epochs, int) and isinstance(interval, int) and interval > epochs:
+        raise ConfigError(
+            f"{source}: train.checkpoint_interval ({interval}) > train.num_epochs ({epochs}): no checkpoint "
+            f"would ever be written; set checkpoint_interval to at most {epochs}."
+        )
+    input_map = get(spec, "dataset.classify.input_map")
+    num_input = get(spec, "dataset.classify.num_input")
+    if isinstance(input_map, Mapping):
+        if not input_map:
+            raise ConfigError(f"{source}: 'dataset.classify.input_map' is empty; name at least one light.")
+        if isinstance(num_input, int) and num_input != len(input_map):
+            raise ConfigError(
+                f"{source}: dataset.classify.num_input is {num_input} but input_map names {len(input_map)} "
+                f"light(s) {list(input_map)}; make them agree."
+            )
+    weights = get(spec, "train.classify.cls_weight")
+    if isinstance(weights, list) and (len(weights) != 2 or not all(isinstance(w, (int, float)) and w > 0 for w in weights)):
+        raise ConfigError(f"{source}: 'train.classify.cls_weight' must be two positive numbers [PASS, defect], got {weights}.")
+
+
+def load_spec(path: Path | str, overrides: Iterable[str] = (), *, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Read a spec YAML, apply `extra` (deep-merged) then dotted `overrides`, resolve `${...}`, validate.
+
+    Raises:
+        ConfigError: syntax errors, unresolvable interpolations, typos, wrong types.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: spec file not found; run `deftpipe init` to create a template.")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: YAML syntax error ({getattr(exc, 'problem', exc)}); fix the file.") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the spec must be a YAML mapping of sections, got {type(raw).__name__}.")
+    return resolve_spec(raw, overrides, extra=extra, source=str(path))
+
+
+def resolve_spec(raw: Mapping[str, Any], overrides: Iterable[str] = (), *, extra: Mapping[str, Any] | None = None,
+                 source: str = "spec") -> dict[str, Any]:
+    tree = deep_merge(raw, extra or {})
+    for text in overrides:
+        key, value = parse_override(text)
+        set_key(tree, key, value)
+    try:
+        conf = OmegaConf.create(tree)
+        resolved = OmegaConf.to_container(conf, resolve=True)
+    except OmegaConfBaseException as exc:
+        msg = str(exc).splitlines()[0]
+        raise ConfigError(f"{source}: cannot resolve the spec ({msg}); check every ${{...}} interpolation.") from exc
+    assert isinstance(resolved, dict)
+    validate_spec(resolved, source=source)
+    return resolved  # type: ignore[return-value]
+
+
+def dump_spec(spec: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(spec), sort_keys=False)
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """What the data side needs from a spec: lights, file extension, size, colour."""
+
+    lights: tuple[str, ...]
+    image_ext: str
+    width: int
+    height: int
+    grayscale: bool
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> ImageSettings:
+        from deftpipe.workspace.paths import lights_from_input_map
+
+        base = default_spec()
+        def pick(key: str) -> Any:
+            value = get(spec, key)
+            return get(base, key) if value is None else value
+        return cls(
+            lights=lights_from_input_map(pick("dataset.classify.input_map")),
+            image_ext=str(pick("dataset.classify.image_ext")),
+            width=int(pick("dataset.classify.image_width")),
+            height=int(pick("dataset.classify.image_height")),
+            grayscale=bool(pick("dataset.classify.grayscale")),
+        )

@@ -1,0 +1,25 @@
+"""Shared fixtures. Torch uses one thread in tests so parallel helpers and CI stay predictable."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+DEEPPCB = SHARED / "data" / "deeppcb"
+
+
+def require_all() -> bool:
+    return os.environ.get("DEFTPIPE_REQUIRE_ALL") == "1"
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads() -> None:
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)
