@@ -23,3 +23,11 @@ def _torch_threads() -> None:
     except ImportError:
         return
     torch.set_num_threads(1)
+
+
+@pytest.fixture
+def tiny_ws(tmp_path: Path) -> Path:
+    """A small valid hand-made workspace (12/6/6 pairs of 32 px, two lights)."""
+    from tests.helpers import make_workspace
+
+    return make_workspace(tmp_path / "ws")

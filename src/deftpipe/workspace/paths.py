@@ -88,7 +88,7 @@ class ImageLocator:
         root = str(self.workspace_root)
         for column in ("input_path", "golden_path"):
             for value, first_index in rows.groupby(column, sort=False).groups.items():
-                where = f"{csv_name} row {int(first_index[0]) + 2}"
+                where = f"{csv_name} line {int(first_index[0]) + 2}"
                 check_relative_component(str(value), column=column, where=where)
                 real = os.path.realpath(self.images_dir / str(value))
                 if not _inside(real, root):
@@ -99,7 +99,7 @@ class ImageLocator:
         for first_index, name in rows["object_name"].items():
             if "/" in str(name) or "\\" in str(name) or str(name) in ("", ".", ".."):
                 raise ContractError(
-                    f"{csv_name} row {int(first_index) + 2}: object_name '{name}' must be a plain file stem "
+                    f"{csv_name} line {int(first_index) + 2}: object_name '{name}' must be a plain file stem "
                     "without folders; put the folder in input_path / golden_path."
                 )
 
