@@ -18,11 +18,12 @@ def require_all() -> bool:
 
 @pytest.fixture(autouse=True)
 def _torch_threads() -> None:
-    try:
-        import torch
-    except ImportError:
-        return
-    torch.set_num_threads(1)
+    """One torch thread per test process — only when a test already imported torch (importing it costs seconds)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 @pytest.fixture
