@@ -32,7 +32,8 @@ def _check_name(value: Any, *, where: str) -> str:
 
 def _check_operator(value: Any, *, where: str) -> str:
     if value not in OPERATORS:
-        near = difflib.get_close_matches(str(value), list(OPERATORS), n=1)
+        swapped = [op for op in OPERATORS if sorted(op) == sorted(str(value))]  # '=>' means '>='
+        near = swapped or difflib.get_close_matches(str(value), list(OPERATORS), n=1)
         tip = f" Did you mean '{near[0]}'?" if near else ""
         raise ConfigError(f"{where}: unknown operator {value!r}; choose one of {list(OPERATORS)}.{tip}")
     return str(value)

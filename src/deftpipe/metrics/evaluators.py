@@ -324,9 +324,11 @@ def _run_command(ev: Mapping[str, Any], inference_csv: Path, contract: MetricCon
                 "given after --output-json."
             )
         result = _read_result_file(out, contract, what=what)
-        if keep_raw is not None:
+        if keep_raw is not None:  # the evaluator's own file, kept as evidence beside metric_result.json
             write_atomic(keep_raw, out.read_bytes())
-            result = _with_evidence(result, str(keep_raw))
+            result = MetricResult(result.name, result.value, result.unit, result.passed, result.constraints,
+                                  result.threshold, str(keep_raw),
+                                  {**result.diagnostics, "raw_result_path": str(keep_raw)})
     return result
 
 

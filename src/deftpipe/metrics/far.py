@@ -58,7 +58,7 @@ def _as_arrays(scores: Any, is_defect: Any, *, row_names: Sequence[str] | None =
         i = int(np.argmax(bad))
         where = row_names[i] if row_names is not None else f"score #{i} (0-based)"
         raise ContractError(
-            f"non-finite siamese_score {s[i]!r} at {where} ({int(bad.sum())} non-finite in all); "
+            f"non-finite siamese_score {float(s[i])!r} at {where} ({int(bad.sum())} non-finite in all); "
             "the KPI is unreachable until every score is a finite number: fix the inference that wrote it."
         )
     return s, d
