@@ -66,4 +66,5 @@ def is_interactive() -> bool:
 
 
 def echo(message: Any) -> None:
-    console.print(message, soft_wrap=True)
+    """Print a plain line (no Rich markup: run output contains brackets such as `[iter 1/2 · train]`)."""
+    console.print(message, soft_wrap=True, markup=False, highlight=False)
