@@ -1,0 +1,189 @@
+"""The consolidated pre-flight of SPEC §7: nine sections, every value tagged with its source, every
+read-only check actually run. Nothing is written; the caller saves it after approval."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from deftpipe.errors import ContractError
+from deftpipe.workspace.layout import Workspace
+from deftpipe.workspace.spec import get, load_spec
+from deftpipe.workspace.validate import validate_workspace
+
+# Environment variables a backend may need; only SET/UNSET is ever shown.
+CREDENTIALS: dict[str, tuple[str, ...]] = {"native": (), "tao": ("NGC_API_KEY", "NGC_ORG")}
+
+
+@dataclass
+class Item:
+    key: str
+    value: Any
+    source: str  # user | config file | spec | default | measured | check
+
+
+@dataclass
+class Section:
+    title: str
+    items: list[Item] = field(default_factory=list)
+
+    def add(self, key: str, value: Any, source: str) -> None:
+        self.items.append(Item(key, value, source))
+
+
+@dataclass
+class PipelinePreflight:
+    sections: list[Section]
+    gates: list[str]
+    estimate: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sections": [{"title": s.title, "items": [{"key": i.key, "value": i.value, "source": i.source}
+                                                         for i in s.items]} for s in self.sections],
+                "gates": self.gates, "estimate": self.estimate}
+
+    def to_markdown(self) -> str:
+        out = ["# deftpipe pre-flight", ""]
+        for s in self.sections:
+            out += [f"## {s.title}", "", "| item | value | source |", "|---|---|---|"]
+            out += [f"| {i.key} | {i.value} | {i.source} |" for i in s.items]
+            out.append("")
+        out += ["## Gates that can still halt the run", ""] + [f"- {g}" for g in self.gates] + [""]
+        return "\n".join(out)
+
+
+def _fmt_s(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def _mem_gib() -> float | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        return None
+
+
+def build(settings: Any, *, sources: dict[str, str], measure: bool = True) -> PipelinePreflight:
+    """Run every read-only check and build the nine sections; raises ContractError on workspace problems."""
+    from deftpipe.pipeline import estimate as est
+
+    ws = Workspace.at(settings.workspace)
+    overrides = list(settings.spec_overrides())
+    report = validate_workspace(ws.root, overrides)
+    if not report.ok:
+        raise ContractError(
+            f"{ws.root}: the workspace has {len(report.problems)} problem(s):\n  " + "\n  ".join(report.problems),
+            hint=f"Fix them and re-run; `deftpipe validate-workspace {settings.workspace}` lists them too.")
+    spec = load_spec(ws.spec_path, overrides)
+    src = lambda name: sources.get(name, "default")  # noqa: E731
+    tables = {t.name: t for t in report.tables}
+
+    s1 = Section("1. Workspace, host, backend, network")
+    s1.add("workspace", str(ws.root), "user")
+    s1.add("host", socket.gethostname(), "check")
+    try:
+        import torch
+
+        cuda = torch.cuda.is_available()
+        device = torch.cuda.get_device_name(0) if cuda else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    except ImportError:
+        device = "torch not importable"
+    s1.add("device", device, "check")
+    mem = _mem_gib()
+    s1.add("memory", f"{mem:.1f} GiB" if mem else "unknown", "check")
+    free = shutil.disk_usage(ws.root).free
+    image_bytes = 0
+    sample = next(iter((ws.images_dir).rglob(f"*{get(spec, 'dataset.classify.image_ext')}")), None)
+    if sample is not None:
+        image_bytes = sample.stat().st_size
+    n = {k: tables[k].n_rows if k in tables else 0 for k in ("training", "validation", "kpi", "holdout", "mining_pool")}
+    disk = est.disk_estimate(n_train=n["training"], n_val=n["validation"], n_kpi=n["kpi"] + n["holdout"],
+                             image_bytes=max(image_bytes, 1000) * len(report.lights), recommendations=settings.recommendations,
+                             max_iterations=settings.max_iterations, num_sdg=settings.num_sdg)
+    s1.add("free disk", f"{free / 2**30:.1f} GiB (run writes ≈ {disk / 2**20:.0f} MiB)", "check")
+    if free < 2 * disk:
+        raise ContractError(f"{ws.root}: only {free / 2**20:.0f} MiB free, the run needs about {2 * disk / 2**20:.0f} MiB "
+                            "(with margin); free some disk space first.")
+    s1.add("backend", settings.backend, src("backend"))
+    s1.add("network mode", "offline (nothing is downloaded at run time)", "default")
+
+    s2 = Section("2. Credentials (values never shown)")
+    needed = CREDENTIALS.get(settings.backend, ())
+    if not needed:
+        s2.add("credentials", f"none needed by the {settings.backend} backend", "check")
+    for var in needed:
+        s2.add(var, "SET" if os.environ.get(var) else "UNSET", "check")
+
+    s3 = Section("3. Runtime packages")
+    for pkg in ("torch", "optuna", "faiss-cpu", "opencv-python-headless", "pandas", "numpy"):
+        try:
+            s3.add(pkg, f"PRESENT {metadata.version(pkg)}", "check")
+        except metadata.PackageNotFoundError:
+            s3.add(pkg, "MISSING", "check")
+
+    s4 = Section("4. Datasets")
+    for t in report.tables:
+        labels = ", ".join(f"{k}={v}" for k, v in t.labels.items())
+        s4.add(t.name, f"{t.n_rows} rows ({labels})", "check")
+    for k, v in report.overlaps.items():
+        s4.add(f"overlap {k}", v, "check")
+    s4.add("lights / size", f"{', '.join(report.lights)} / {report.image_size[1]}x{report.image_size[0]}"
+           if report.image_size else "?", "spec")
+
+    epochs = settings.epochs or int(get(spec, "train.num_epochs"))
+    s5 = Section("5. Phase 1 — AutoML baseline")
+    s5.add("algorithm", settings.algorithm, src("algorithm"))
+    s5.add("recommendations", settings.recommendations, src("recommendations"))
+    s5.add("epochs per trial", epochs, "user" if settings.epochs else "spec")
+    s5.add("pinned", "train.num_epochs, dataset.classify.batch_size", "default")
+    s5.add("score", "FAR@100% recall on the validation set (never KPI / holdout)", "default")
+    s5.add("noise re-run", "on" if settings.noise_rerun else "off", src("noise_rerun"))
+    s5.add("zero-shot gate", settings.zero_shot_gate, src("zero_shot_gate"))
+
+    s6 = Section("6. Phase 2 — DEFT loop")
+    s6.add("baseline", "pre-seeded from Phase 1's winner (no baseline training)", "default")
+    s6.add("max iterations", settings.max_iterations, src("max_iterations"))
+    s6.add("KPI target", f"FAR < {settings.kpi_target_pct:g}% at Recall=100%", src("kpi_target_pct"))
+    s6.add("synthetic defects per iteration", settings.num_sdg, src("num_sdg"))
+    s6.add("mining top-k / min similarity", f"{settings.mining_top_k} / {settings.min_similarity}", src("mining_top_k"))
+    s6.add("mining pool", f"{n['mining_pool']} rows" if n["mining_pool"] else "none", "check")
+
+    s7 = Section("7. Phase 3 — AutoML refinement")
+    s7.add("training CSV", "the last DEFT iteration's train_combined_iter<N>.csv (base CSV if the baseline met the KPI)",
+           "default")
+    s7.add("warm start", "every trial from the best DEFT iteration's checkpoint (never final_automl)", "default")
+    s7.add("validation set", "the same base validation CSV as Phase 1", "default")
+    s7.add("deliverable rule", "Phase 3 wins only if better on the KPI set; else the loop's best stays", "default")
+
+    s8 = Section("8. Compute estimate")
+    estimate: dict[str, Any] = {}
+    if measure:
+        timing = est.measure_training(ws, overrides, backend_name=settings.backend, device=settings.device)
+        estimate = est.phase_estimates(timing, n_train=n["training"], n_val=n["validation"], n_kpi=n["kpi"],
+                                       n_pool=n["mining_pool"], epochs=epochs, recommendations=settings.recommendations,
+                                       max_iterations=settings.max_iterations, num_sdg=settings.num_sdg,
+                                       mining_top_k=settings.mining_top_k, noise_rerun=settings.noise_rerun)
+        estimate["measured"] = {"pairs": timing.pairs_measured, "seconds": timing.seconds_measured,
+                                "seconds_per_pair_epoch": timing.seconds_per_pair_epoch}
+        s8.add("measured", f"{timing.pairs_measured} pairs x 1 epoch in {timing.seconds_measured:.1f}s "
+                           f"({1 / timing.seconds_per_pair_epoch:.0f} pairs/s incl. decode)", "measured")
+        for key in ("phase1_s", "phase2_s", "phase3_s", "total_s"):
+            s8.add(key.replace("_s", ""), _fmt_s(estimate[key]), "measured")
+    else:
+        s8.add("estimate", "skipped (--no-measure)", "user")
+
+    s9 = Section("9. Confirmation")
+    s9.add("approve", "type 'go' (or pass --yes); nothing asks again after this", "default")
+    gates = [
+        "zero-shot gate after Phase 1 (halt mode only)",
+        "DEFT hard stops: empty/missing pool with routed rows, no new rows, leakage or missing files at merge, "
+        "KPI unreachable (exit 4; Phase 3 is skipped)",
+        "regression gate after each DEFT iteration (exit 5; resume with --accept-regression)",
+        "an input file changed since approval (hard stop on resume)",
+    ]
+    return PipelinePreflight(sections=[s1, s2, s3, s4, s5, s6, s7, s8, s9], gates=gates, estimate=estimate)
