@@ -28,25 +28,19 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not postgres and not browser" --timeout=120 $(PYTEST_OPTS)
 
+# SPEC §7: QUICK = small scale, 1 iteration, 2 trials, 2 epochs, no noise re-run (target <= 90 s);
+# default = medium scale, 2 iterations, 5 trials (target <= 8 min on 2 cores).
 ifeq ($(QUICK),1)
 DEMO_SCALE := small
-DEMO_EPOCHS := 2
+DEMO_ARGS := --max-iterations 1 --recommendations 2 --epochs 2 --noise-rerun off
 else
 DEMO_SCALE := medium
-DEMO_EPOCHS := 8
+DEMO_ARGS := --max-iterations 2 --recommendations 5
 endif
 
 demo: $(STAMP)
 	$(VENV)/bin/deftpipe make-demo-data $(DEMO_WS) --scale $(DEMO_SCALE) --seed 0 --force
-	$(VENV)/bin/deftpipe validate-workspace $(DEMO_WS)
-	$(VENV)/bin/deftpipe train --workspace $(DEMO_WS) --epochs $(DEMO_EPOCHS) --seed 0 --out $(DEMO_WS)/results/demo_train
-	$(VENV)/bin/deftpipe infer --workspace $(DEMO_WS) --checkpoint $(DEMO_WS)/results/demo_train/best_val.pth \
-	    --csv $(DEMO_WS)/kpi/testing_set.csv --out $(DEMO_WS)/results/demo_train/kpi_inference.csv
-	@echo "== trained model on the KPI set =="
-	$(VENV)/bin/deftpipe evaluate --inference-csv $(DEMO_WS)/results/demo_train/kpi_inference.csv
-	@echo "== registered, tolerant zero-shot scorer on the KPI set =="
-	$(VENV)/bin/deftpipe evaluate --zero-shot --workspace $(DEMO_WS) --out $(DEMO_WS)/results/demo_zeroshot
-	@echo "Run directory: $(abspath $(DEMO_WS))/results/demo_train"
+	$(VENV)/bin/deftpipe run --workspace $(DEMO_WS) $(DEMO_ARGS) --seed 0 --yes
 
 clean:
 	rm -rf $(VENV) $(DEMO_WS) .pytest_cache
