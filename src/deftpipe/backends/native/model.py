@@ -18,6 +18,10 @@ from torch import nn
 from deftpipe.errors import ConfigError
 
 LABEL_NAMES: tuple[str, str] = ("PASS", "defect")
+# BatchNorm running statistics follow training faster than torch's default 0.1: runs here are short
+# (tens of steps), and with 0.1 the eval-mode statistics lag so far behind that validation loss and
+# scores stay near chance for the first epochs (tiny demo, 6 epochs: KPI AUROC 0.56 at 0.1, 0.98 at 0.3).
+BN_MOMENTUM = 0.3
 INPUT_MODES: tuple[str, ...] = ("registered_diff", "raw")
 DIFFERENCE_MODULES: tuple[str, ...] = ("learnable", "abs-diff")
 
@@ -159,6 +163,9 @@ class SiameseClassifier(nn.Module):
         self.embed_dim = 2 * (feat + diff_feat)
         self.head = nn.Linear(self.embed_dim, len(LABEL_NAMES))
         self.frozen_backbone = False
+        for module in self.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.momentum = BN_MOMENTUM
 
     def freeze_backbone(self, frozen: bool = True) -> None:
         """Freeze the encoder: no gradients and BatchNorm statistics kept (eval mode even while training)."""
