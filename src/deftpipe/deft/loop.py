@@ -10,6 +10,7 @@ failing stage with status=error; the regression gate halts with exit 5.
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,10 +21,21 @@ from deftpipe.deft import steps
 from deftpipe.deft.context import RunContext
 from deftpipe.errors import RegressionHalt, StageFailed
 from deftpipe.state import StateStore
-from deftpipe.state.stages import iteration_number
+from deftpipe.state.stages import iteration_number, normalize_stage
 
 # on_event(line) — one human status line per committed stage.
 EventFn = Callable[[str], None]
+log = logging.getLogger(__name__)
+
+
+def refresh_report(results_dir: Path) -> None:
+    """Re-render DEFT_Loop_Report.html; a report problem must never break the loop."""
+    try:
+        from deftpipe.report import render_report
+
+        render_report(results_dir)
+    except Exception:  # noqa: BLE001 - the report is a view, the state is the truth
+        log.warning("DEFT_Loop_Report.html not refreshed", exc_info=True)
 
 
 @dataclass
@@ -52,6 +64,8 @@ def run_loop(results_dir: Path, *, accept_regression: bool = False, until: str |
         RegressionHalt: the regression gate fired (exit 5).
     """
     emit = on_event or (lambda line: None)
+    if until is not None:  # an unknown name would otherwise run the whole loop; `anomalygen` reads as `sdg`
+        until = normalize_stage(until, where="--until")
     with StateStore.open(results_dir) as store:
         if store.took_over_lock_from:
             emit(f"took over a stale lock left by PID {store.took_over_lock_from}")
@@ -80,6 +94,7 @@ def run_loop(results_dir: Path, *, accept_regression: bool = False, until: str |
                 line = f"[loop_stop] {reason}; deliverable: {best_label} · Run directory: {store.results_dir}"
                 outcome.lines.append(line)
                 emit(line)
+                refresh_report(store.results_dir)
                 break
             started = time.monotonic()
             try:
@@ -88,6 +103,7 @@ def run_loop(results_dir: Path, *, accept_regression: bool = False, until: str |
                 store.commit(label, stage, status="error", artifacts=getattr(exc, "artifacts", None) or {},
                              summary=exc.message, duration_sec=time.monotonic() - started)
                 emit(f"[{label} · {stage}] HARD STOP: {exc.message}")
+                refresh_report(store.results_dir)
                 raise
             seconds = time.monotonic() - started
             store.commit(label, stage, artifacts=result.artifacts, fields=result.fields, summary=result.summary,
@@ -96,7 +112,12 @@ def run_loop(results_dir: Path, *, accept_regression: bool = False, until: str |
             outcome.lines.append(line)
             emit(line)
             if stage == "evaluate" and iteration_number(label):
-                steps.regression_gate(ctx, store, label)
+                try:
+                    steps.regression_gate(ctx, store, label)
+                except RegressionHalt:
+                    refresh_report(store.results_dir)
+                    raise
+            refresh_report(store.results_dir)
             if until and stage == until:
                 break
         outcome.status = store.state.status

@@ -195,4 +195,7 @@ def run_phases(results_dir: Path, settings: PipelineSettings, *, emit: EmitFn, a
                     warm_start=warm, extra_overrides=(f"dataset.classify.images_dir={ws.root}",))
         finish.register_phase3(rd, settings, warm_start=warm, train_csv=train_csv, emit=emit)
     outcome.deliverable, outcome.trajectory = finish.final_selection(rd, settings, emit=emit)
+    from deftpipe.deft.loop import refresh_report
+
+    refresh_report(rd)
     return outcome
