@@ -42,6 +42,8 @@ def deft_cmd(
     accept_regression: Annotated[bool, typer.Option("--accept-regression", help="Clear a regression halt.")] = False,
     until: Annotated[str | None, typer.Option("--until", help="Stop after this stage (e.g. rca).")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve the pre-flight without asking.")] = False,
+    backend: Annotated[str, typer.Option("--backend", hidden=True,
+                                         help="Registered model backend (tests and plug-ins).")] = "native",
 ) -> None:
     """Run Phase 2 — the DEFT data loop — on a workspace, or resume one with --resume RESULTS_DIR."""
     from deftpipe.deft.context import DeftSettings
@@ -67,12 +69,17 @@ def deft_cmd(
 
         if workspace is None or max_iterations is None:
             raise ConfigError("deft needs --workspace and --max-iterations (or --resume RESULTS_DIR).")
+        if until is not None:  # refuse a typo before a run directory exists
+            from deftpipe.state.stages import normalize_stage
+
+            normalize_stage(until, where="--until")
         given: dict[str, object] = {"spec_path": spec, "kpi_target_pct": kpi_target, "num_sdg": num_sdg,
                                     "sdg_base": sdg_base, "mining_top_k": mining_top_k, "rca_top_k": rca_top_k,
                                     "min_similarity": min_similarity, "epochs": epochs, "seed": seed,
                                     "embedder": embedder}
         chosen = {k: v for k, v in given.items() if v is not None}
-        settings = DeftSettings(workspace=workspace, max_iterations=max_iterations, overrides=tuple(override), **chosen)
+        settings = DeftSettings(workspace=workspace, max_iterations=max_iterations, overrides=tuple(override),
+                                backend=backend, **chosen)
         pf = build_preflight(settings, given=set(chosen) | {"max_iterations"})
         table = Table(title="DEFT pre-flight")
         for col in ("setting", "value", "source"):

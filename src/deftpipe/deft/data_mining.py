@@ -87,6 +87,15 @@ def run_data_mining(ctx: RunContext, store: StateStore, label: str, progress: An
     embedder = _embedder(ctx, store, ctx.cache_dir / "embeddings") if len(gaps) else None
     result = run_mining(gaps, pool, embedder=embedder, cfg=cfg, history=history, protected=protected,
                         previous_summary=previous_summary)
+    if result.skipped and (sdg_rows is None or sdg_rows.empty):
+        # The engine leaves a skip alone (routing usually guarantees SDG rows), but SDG can skip too
+        # (num_sdg = 0, no PASS pair to paint on): then the merge would retrain on an unchanged dataset.
+        from deftpipe.errors import StageFailed
+
+        raise StageFailed(NAME, f"no new training rows for {label}: mining skipped ({result.skip_reason}) and "
+                                "synthetic defects were skipped too; retraining on an unchanged dataset is pointless.",
+                          hint="Raise --num-sdg, raise --mining-top-k or lower --min-similarity, or grow the mining "
+                               "pool with rows of the RCA target labels; then start a new run.")
     paths = write_mining_outputs(result, out_dir, sdg_rows=sdg_rows)
     history.add_rows(result.mined, kind="mined", iter_label=label, first_light=s.lights[0], image_ext=s.image_ext)
     history.save()

@@ -35,9 +35,10 @@ class Preflight:
 
 def build_preflight(settings: DeftSettings, *, given: set[str]) -> Preflight:
     """Settings table + workspace validation; raises ContractError listing every workspace problem."""
-    from deftpipe.deft.run import spec_overrides
+    from deftpipe.deft.run import check_backend, spec_overrides
 
     ws = Workspace.at(settings.workspace)
+    check_backend(settings.backend)
     pf = Preflight()
     report = validate_workspace(ws.root, spec_overrides(settings))
     pf.report = report

@@ -41,6 +41,19 @@ def input_files(ws: Workspace, spec_path: Path) -> dict[str, Path]:
     return files
 
 
+def check_backend(name: str) -> None:
+    """Unknown backend names are refused before anything is written (the closest name is suggested)."""
+    import difflib
+
+    from deftpipe.backends.registry import registered_backends
+
+    known = registered_backends()
+    if name not in known:
+        near = difflib.get_close_matches(name, known, n=1)
+        tip = f" Did you mean '{near[0]}'?" if near else ""
+        raise ConfigError(f"unknown backend '{name}'; known: {known}.{tip}")
+
+
 def create_run(settings: DeftSettings, *, results_dir: Path | None = None) -> Path:
     """Create RESULTS_DIR with its initial state; returns it. Call only after approval."""
     from deftpipe.metrics.contract import default_far_contract
@@ -48,6 +61,7 @@ def create_run(settings: DeftSettings, *, results_dir: Path | None = None) -> Pa
     ws = Workspace.at(settings.workspace)
     if settings.max_iterations < 0:
         raise ConfigError(f"--max-iterations must be >= 0, got {settings.max_iterations}.")
+    check_backend(settings.backend)
     spec_path = Path(settings.spec_path).resolve() if settings.spec_path else ws.spec_path
     overrides = spec_overrides(settings)
     spec = load_spec(spec_path, overrides)

@@ -137,9 +137,13 @@ def step_evaluate(ctx: RunContext, store: StateStore, label: str, progress: Any)
     cands = _candidates(ctx, store, label)
     if not cands:
         raise StageFailed("evaluate", f"no checkpoint to evaluate for {label}; its train stage left no status.json.")
-    res = evaluate.run(_backend(ctx), cands, csv=ctx.input_csv("kpi"), images_dir=ctx.workspace_root,
-                       workspace_root=ctx.workspace_root, out_dir=out_dir, contract=ctx.contract,
-                       cache_dir=ctx.cache_dir, device=ctx.device, progress=progress, iter_label=label)
+    try:
+        res = evaluate.run(_backend(ctx), cands, csv=ctx.input_csv("kpi"), images_dir=ctx.workspace_root,
+                           workspace_root=ctx.workspace_root, out_dir=out_dir, contract=ctx.contract,
+                           cache_dir=ctx.cache_dir, device=ctx.device, progress=progress, iter_label=label)
+    except ContractError as exc:
+        _non_finite_scores_stop(out_dir, exc)
+        raise
     mr = res.metric_result
     fields: dict[str, Any] = {"best_ckpt_kind": res.chosen_kind, "threshold": mr.threshold,
                               "metric_result": {**mr.to_dict(), "evidence_path": str(res.metric_json)}}
@@ -158,6 +162,26 @@ def step_evaluate(ctx: RunContext, store: StateStore, label: str, progress: Any)
                f"{'PASS' if mr.passed else 'not met'}){extra} · candidate {res.chosen_kind}")
     return StepResult(summary=summary, artifacts={"best_ckpt_path": res.checkpoint, "inference_csv": res.inference_csv},
                       fields=fields)
+
+
+def _non_finite_scores_stop(out_dir: Path, exc: ContractError) -> None:
+    """SPEC §5: a non-finite score makes the KPI unreachable — a hard stop, not a retryable input error."""
+    for csv in sorted(out_dir.glob("*/inference.csv")):
+        try:
+            frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+            continue  # an unreadable CSV is the evaluator's ContractError, re-raised by the caller
+        if "siamese_score" not in frame.columns:
+            continue
+        scores = pd.to_numeric(frame["siamese_score"], errors="coerce")
+        n_bad = int((~np.isfinite(scores.to_numpy(float))).sum())
+        if n_bad:
+            why = (f"candidate {csv.parent.name} gave {n_bad} of {len(scores)} KPI row(s) a missing or non-finite "
+                   f"siamese_score ({exc.message})")
+            write_text_atomic(out_dir / "unreachable_kpi.txt", f"KPI unreachable: {why}.\n")
+            raise StageFailed("evaluate", f"KPI unreachable: {why} (see {out_dir / 'unreachable_kpi.txt'}).",
+                              hint="The model diverged or the backend wrote no scores; check its training log, "
+                                   "then start a new run.") from exc
 
 
 def _thumbnails(ctx: RunContext, weakest: pd.DataFrame) -> list[tuple[str, np.ndarray]]:

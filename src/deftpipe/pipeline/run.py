@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deftpipe.errors import ConfigError, StageFailed
+from deftpipe.errors import ConfigError, RegressionHalt, StageFailed
 from deftpipe.workspace.io import write_json_atomic, write_text_atomic
 from deftpipe.workspace.layout import Workspace
 
@@ -43,6 +43,8 @@ class PipelineSettings:
     device: str = "auto"
     backend: str = "native"
     overrides: tuple[str, ...] = ()
+    # False: Phase 3 trials start from fresh weights (ablation baseline; SPEC §7 wants the warm start).
+    phase3_warm_start: bool = True
 
     def __post_init__(self) -> None:
         if self.zero_shot_gate not in ("warn", "halt"):
@@ -133,6 +135,21 @@ def _deft_settings(settings: PipelineSettings, spec_path: Path) -> Any:
                         device=settings.device, backend=settings.backend, overrides=(), spec_path=spec_path)
 
 
+def _baseline_committed(rd: Path) -> bool:
+    doc = json.loads((rd / "deft_state.json").read_text())
+    return bool((doc["iterations"].get("baseline") or {}).get("stage_completed"))
+
+
+def _skip_phase3(rd: Path, settings: PipelineSettings, outcome: PipelineOutcome, emit: EmitFn) -> None:
+    from deftpipe.pipeline import finish
+
+    outcome.phase3_skipped = "DEFT hard-stopped; Phase 3 skipped (no augmented dataset to refine)."
+    emit(f"[phase 3] {outcome.phase3_skipped}")
+    doc = json.loads((rd / "deft_state.json").read_text())
+    outcome.trajectory = finish.trajectory(rd, doc, deliverable=None, holdout=False)
+    finish.write_summary(rd, settings, emit=emit, lines=outcome.trajectory, phase3_skipped=outcome.phase3_skipped)
+
+
 def run_phases(results_dir: Path, settings: PipelineSettings, *, emit: EmitFn, accept_regression: bool = False) -> PipelineOutcome:
     """Run or resume every phase in `results_dir` (created and approved by the caller)."""
     from deftpipe.deft.loop import run_loop
@@ -166,34 +183,44 @@ def run_phases(results_dir: Path, settings: PipelineSettings, *, emit: EmitFn, a
                               hint="Use --zero-shot-gate warn to let the DEFT loop try to close the gap.")
         spec = handoff.merged_spec(ws, best_rec, settings.spec_overrides())
         spec_path = handoff.write_merged_spec(rd, ws, spec)
-        ckpt = handoff.copy_winner_checkpoint(best_rec, rd)
         create_run(_deft_settings(settings, spec_path), results_dir=rd)
+    # A crash between create_run and the pre-seed commit must not let the loop train its own baseline.
+    if not _baseline_committed(rd):
+        ckpt = handoff.copy_winner_checkpoint(best_rec, rd)
         with StateStore.open(rd) as store:
             handoff.preseed_baseline(store, ckpt, train_metric=float(best_rec["best"]["score"]))
-        emit(f"[handoff] merged spec {spec_path.name}; baseline pre-seeded with {ckpt.name}")
+        emit(f"[handoff] merged spec {handoff.MERGED_SPEC}; baseline pre-seeded with {ckpt.name}")
     # Phase 2
     from deftpipe.state import read_state
 
     state = read_state(rd)
     if state.status == "in_progress":
         emit(f"[phase 2] DEFT loop, up to {settings.max_iterations} iteration(s)")
-        run_loop(rd, accept_regression=accept_regression, on_event=emit)
+        try:
+            run_loop(rd, accept_regression=accept_regression, on_event=emit)
+        except StageFailed:
+            _skip_phase3(rd, settings, outcome, emit)
+            raise
         state = read_state(rd)
     if state.status == "failed":
-        outcome.phase3_skipped = "DEFT hard-stopped; Phase 3 skipped (no augmented dataset to refine)."
-        emit(f"[phase 3] {outcome.phase3_skipped}")
-        finish.write_summary(rd, settings, emit=emit, phase3_skipped=outcome.phase3_skipped)
-        return outcome
+        _skip_phase3(rd, settings, outcome, emit)
+        failure = json.loads((rd / "deft_state.json").read_text()).get("failure") or {}
+        raise StageFailed(str(failure.get("stage", "deft")),
+                          f"{failure.get('message', 'the DEFT loop hard-stopped')} ({outcome.phase3_skipped})",
+                          hint="Failed runs are never resumed: fix the cause named above and start a new run.")
     # Phase 3
     doc = json.loads((rd / "deft_state.json").read_text())
     if "final_automl" not in doc["iterations"]:
         train_csv, warm, best_label = handoff.phase3_inputs(doc, rd)
         final_rec = rd / "final_automl" / "best_rec.json"
         if not final_rec.exists():
-            emit(f"[phase 3] AutoML on {train_csv.name}, warm start from {best_label}")
+            start_from = f"warm start from {best_label}" if settings.phase3_warm_start else "fresh weights (cold start)"
+            emit(f"[phase 3] AutoML on {train_csv.name}, {start_from}")
             _automl(settings, rd / "final_automl", train_csv=train_csv, val_csv=rd / "inputs" / "validation.csv",
-                    warm_start=warm, extra_overrides=(f"dataset.classify.images_dir={ws.root}",))
-        finish.register_phase3(rd, settings, warm_start=warm, train_csv=train_csv, emit=emit)
+                    warm_start=warm if settings.phase3_warm_start else None,
+                    extra_overrides=(f"dataset.classify.images_dir={ws.root}",))
+        finish.register_phase3(rd, settings, warm_start=warm if settings.phase3_warm_start else None,
+                               train_csv=train_csv, emit=emit)
     outcome.deliverable, outcome.trajectory = finish.final_selection(rd, settings, emit=emit)
     from deftpipe.deft.loop import refresh_report
 
