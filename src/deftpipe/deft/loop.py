@@ -63,10 +63,11 @@ def run_loop(results_dir: Path, *, accept_regression: bool = False, until: str |
         StageFailed: a hard stop (exit 4); the failing stage is committed with status=error.
         RegressionHalt: the regression gate fired (exit 5).
     """
-    emit = on_event or (lambda line: None)
+    from deftpipe.ui.runlog import run_log
+
     if until is not None:  # an unknown name would otherwise run the whole loop; `anomalygen` reads as `sdg`
         until = normalize_stage(until, where="--until")
-    with StateStore.open(results_dir) as store:
+    with StateStore.open(results_dir) as store, run_log(store.results_dir, on_event) as emit:
         if store.took_over_lock_from:
             emit(f"took over a stale lock left by PID {store.took_over_lock_from}")
         doc = store.document
