@@ -9,7 +9,8 @@ import typer
 from deftpipe.cli.app import app, echo, guarded
 
 _FIELDS = ("max_iterations", "recommendations", "algorithm", "kpi_target_pct", "zero_shot_gate", "seed", "epochs",
-           "noise_rerun", "num_sdg", "mining_top_k", "min_similarity", "rca_top_k", "device", "backend")
+           "noise_rerun", "num_sdg", "mining_top_k", "min_similarity", "rca_top_k", "device", "backend",
+           "phase3_warm_start")
 
 
 def _settings(workspace: Path | None, config: Path | None, flags: dict[str, Any],

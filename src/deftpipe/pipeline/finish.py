@@ -22,8 +22,11 @@ def _contract(doc: dict[str, Any]) -> Any:
     return MetricContract.from_dict(doc["metric_contract"])
 
 
-def register_phase3(rd: Path, settings: Any, *, warm_start: Path, train_csv: Path, emit: EmitFn) -> None:
-    """Evaluate Phase 3's winner on the KPI set and commit it as iterations.final_automl."""
+def register_phase3(rd: Path, settings: Any, *, warm_start: Path | None, train_csv: Path, emit: EmitFn) -> None:
+    """Evaluate Phase 3's winner on the KPI set and commit it as iterations.final_automl.
+
+    `warm_start` None: the trials started from fresh weights (a cold-start ablation).
+    """
     from deftpipe.backends import create_backend
     from deftpipe.backends.base import InferRequest
     from deftpipe.metrics.evaluators import evaluate_inference_csv
@@ -35,7 +38,7 @@ def register_phase3(rd: Path, settings: Any, *, warm_start: Path, train_csv: Pat
     merged = yaml.safe_load((rd / "specs" / "baseline_spec_automl.yaml").read_text())
     spec = deep_merge(merged, best_rec["best"]["specs"])
     ws_root = str(Path(settings.workspace).resolve())
-    set_key(spec, "train.pretrained_model_path", str(warm_start))
+    set_key(spec, "train.pretrained_model_path", str(warm_start) if warm_start else None)
     set_key(spec, "dataset.classify.images_dir", ws_root)
     set_key(spec, "dataset.classify.train_dataset.csv_path", str(train_csv))
     set_key(spec, "dataset.classify.train_dataset.images_dir", ws_root)
@@ -56,7 +59,8 @@ def register_phase3(rd: Path, settings: Any, *, warm_start: Path, train_csv: Pat
         store.commit("final_automl", "evaluate", artifacts={"best_ckpt_path": ckpt, "inference_csv": out,
                                                             "training_spec": spec_path},
                      fields=fields, summary=f"Phase 3 winner {best_rec['best']['rec_id']} on KPI: "
-                                            f"{mr.value:.4g}{contract.unit} (warm start {warm_start.name})",
+                                            f"{mr.value:.4g}{contract.unit} "
+                                            f"({f'warm start {warm_start.name}' if warm_start else 'cold start'})",
                      duration_sec=time.monotonic() - started)
     emit(f"[phase 3] winner on KPI: {mr.value:.4g}{contract.unit}")
 
@@ -97,7 +101,8 @@ def final_selection(rd: Path, settings: Any, *, emit: EmitFn) -> tuple[str, list
     return deliverable, lines
 
 
-def trajectory(rd: Path, doc: dict[str, Any], *, deliverable: str) -> list[str]:
+def trajectory(rd: Path, doc: dict[str, Any], *, deliverable: str | None, holdout: bool = True) -> list[str]:
+    """Phase 1 -> baseline -> iter<N> -> Phase 3 lines; `holdout=False` leaves out the holdout line."""
     contract = _contract(doc)
     unit = contract.unit
     lines: list[str] = []
@@ -118,10 +123,12 @@ def trajectory(rd: Path, doc: dict[str, Any], *, deliverable: str) -> list[str]:
         value = p3["metric_result"]["value"]
         if deliverable == "final_automl":
             lines.append(f"Phase 3 (KPI): {value:.4g}{unit}  ◀ deliverable")
-        else:
+        elif deliverable is not None:
             best = iters[deliverable]["metric_result"]["value"]
             lines.append(f"Phase 3 (KPI): {value:.4g}{unit} — not better than the loop's best {best:.4g}{unit}; "
                          f"{deliverable} stays the deliverable (safety net)")
+    if not holdout:
+        return lines
     best_model = json.loads((rd / "best_model.json").read_text()) if (rd / "best_model.json").exists() else {}
     hold = best_model.get("holdout_result")
     if hold and "far_at_100_pct" in hold:

@@ -156,7 +156,11 @@ def build(settings: Any, *, sources: dict[str, str], measure: bool = True) -> Pi
     s7 = Section("7. Phase 3 — AutoML refinement")
     s7.add("training CSV", "the last DEFT iteration's train_combined_iter<N>.csv (base CSV if the baseline met the KPI)",
            "default")
-    s7.add("warm start", "every trial from the best DEFT iteration's checkpoint (never final_automl)", "default")
+    if getattr(settings, "phase3_warm_start", True):
+        s7.add("warm start", "every trial from the best DEFT iteration's checkpoint (never final_automl)",
+               src("phase3_warm_start"))
+    else:
+        s7.add("warm start", "OFF: every trial starts from fresh weights (cold-start ablation)", src("phase3_warm_start"))
     s7.add("validation set", "the same base validation CSV as Phase 1", "default")
     s7.add("deliverable rule", "Phase 3 wins only if better on the KPI set; else the loop's best stays", "default")
 

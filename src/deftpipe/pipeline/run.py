@@ -201,6 +201,11 @@ def run_phases(results_dir: Path, settings: PipelineSettings, *, emit: EmitFn, a
         except StageFailed:
             _skip_phase3(rd, settings, outcome, emit)
             raise
+        except RegressionHalt as exc:
+            # the loop names `deftpipe deft --resume`, which would finish the loop but never run Phase 3
+            raise RegressionHalt(exc.message, hint=f"Inspect the run, then `deftpipe run --resume {rd} "
+                                                   "--accept-regression` to continue from the best checkpoint so far "
+                                                   "(Phase 3 follows).") from None
         state = read_state(rd)
     if state.status == "failed":
         _skip_phase3(rd, settings, outcome, emit)
