@@ -96,9 +96,37 @@ def final_selection(rd: Path, settings: Any, *, emit: EmitFn) -> tuple[str, list
                              backbone_frozen=bool(get(spec, "model.backbone.freeze_backbone", False)),
                              images_dir=str(Path(settings.workspace).resolve()), training_spec=p3["training_spec"],
                              far_pct=p3.get("far_pct"), holdout_result=hold)
+    zero_shot_reference(rd, settings)
     lines = trajectory(rd, doc, deliverable=deliverable)
     write_summary(rd, settings, emit=emit, lines=lines)
     return deliverable, lines
+
+
+def zero_shot_reference(rd: Path, settings: Any) -> dict[str, Any] | None:
+    """The shipped zero-shot scorer on the KPI set, for reference only (never used to select anything)."""
+    path = rd / "zero_shot_kpi.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    from deftpipe.metrics.evaluators import read_inference_csv
+    from deftpipe.metrics.far import auroc, far_at_recall
+    from deftpipe.metrics.zeroshot import score_csv_zero_shot
+    from deftpipe.workspace.io import write_json_atomic
+    from deftpipe.workspace.spec import load_spec
+
+    ws_root = Path(settings.workspace).resolve()
+    spec = load_spec(ws_root / "specs" / "baseline_spec.yaml", settings.spec_overrides())
+    out = rd / "zero_shot" / "kpi_inference.csv"
+    try:
+        score_csv_zero_shot(rd / "inputs" / "kpi.csv", images_dir=ws_root, workspace_root=ws_root, spec=spec,
+                            out_csv=out)
+        _, scores, is_defect = read_inference_csv(out)
+        res = {"far_at_100_pct": far_at_recall(scores, is_defect).far_pct,
+               "far_at_99_pct": far_at_recall(scores, is_defect, recall_pct=99.0).far_pct,
+               "auroc": auroc(scores, is_defect), "inference_csv": str(out)}
+    except Exception:  # noqa: BLE001 - a reference figure must never break the finish
+        return None
+    write_json_atomic(path, res)
+    return res
 
 
 def trajectory(rd: Path, doc: dict[str, Any], *, deliverable: str | None, holdout: bool = True) -> list[str]:
@@ -129,6 +157,11 @@ def trajectory(rd: Path, doc: dict[str, Any], *, deliverable: str | None, holdou
                          f"{deliverable} stays the deliverable (safety net)")
     if not holdout:
         return lines
+    zs_path = rd / "zero_shot_kpi.json"
+    if zs_path.exists():
+        zs = json.loads(zs_path.read_text())
+        lines.append(f"Zero-shot scorer (KPI, reference only): FAR@100 {zs['far_at_100_pct']:.4g}%, FAR@99 "
+                     f"{zs['far_at_99_pct']:.4g}%, AUROC {zs['auroc']:.4f}")
     best_model = json.loads((rd / "best_model.json").read_text()) if (rd / "best_model.json").exists() else {}
     hold = best_model.get("holdout_result")
     if hold and "far_at_100_pct" in hold:
