@@ -38,6 +38,8 @@ def deft_cmd(
     spec: Annotated[Path | None, typer.Option("--spec", help="Spec file (default: WS/specs/baseline_spec.yaml).")] = None,
     override: Annotated[list[str], typer.Option("-o", "--override", help="Spec override key=value.")] = [],  # noqa: B006
     embedder: Annotated[str | None, typer.Option("--embedder", help="checkpoint (default) or frozen.")] = None,
+    finetune_lr_scale: Annotated[float | None, typer.Option(
+        "--finetune-lr-scale", help="LR multiplier when an iteration fine-tunes the best checkpoint (default 0.3).")] = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue this run directory.")] = None,
     accept_regression: Annotated[bool, typer.Option("--accept-regression", help="Clear a regression halt.")] = False,
     until: Annotated[str | None, typer.Option("--until", help="Stop after this stage (e.g. rca).")] = None,
@@ -76,7 +78,7 @@ def deft_cmd(
         given: dict[str, object] = {"spec_path": spec, "kpi_target_pct": kpi_target, "num_sdg": num_sdg,
                                     "sdg_base": sdg_base, "mining_top_k": mining_top_k, "rca_top_k": rca_top_k,
                                     "min_similarity": min_similarity, "epochs": epochs, "seed": seed,
-                                    "embedder": embedder}
+                                    "embedder": embedder, "finetune_lr_scale": finetune_lr_scale}
         chosen = {k: v for k, v in given.items() if v is not None}
         settings = DeftSettings(workspace=workspace, max_iterations=max_iterations, overrides=tuple(override),
                                 backend=backend, **chosen)

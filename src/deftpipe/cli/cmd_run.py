@@ -10,7 +10,7 @@ from deftpipe.cli.app import app, echo, guarded
 
 _FIELDS = ("max_iterations", "recommendations", "algorithm", "kpi_target_pct", "zero_shot_gate", "seed", "epochs",
            "noise_rerun", "num_sdg", "mining_top_k", "min_similarity", "rca_top_k", "device", "backend",
-           "phase3_warm_start")
+           "phase3_warm_start", "finetune_lr_scale")
 
 
 def _settings(workspace: Path | None, config: Path | None, flags: dict[str, Any],

@@ -37,6 +37,9 @@ class DeftSettings:
     spec_path: Path | None = None
     embedder: str = "checkpoint"  # checkpoint | frozen
     keep_checkpoints: str = "best_latest"
+    # Iterations fine-tune the best checkpoint so far; at the from-scratch learning rate they tend to
+    # forget it (measured on the small demo: KPI FAR@100 30.3% -> 64.0% at x1.0, 25.3% at x0.3).
+    finetune_lr_scale: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,11 @@ class RunContext:
             set_key(spec, f"dataset.classify.{split}.csv_path", str(csv))
             set_key(spec, f"dataset.classify.{split}.images_dir", root)
         set_key(spec, "train.pretrained_model_path", str(pretrained) if pretrained else None)
+        if pretrained:
+            from deftpipe.workspace.spec import get
+
+            scale = float(self.config.get("finetune_lr_scale", 1.0))  # runs made before the key: unscaled
+            set_key(spec, "train.optim.lr", float(get(spec, "train.optim.lr")) * scale)
         set_key(spec, "train.resume_training_checkpoint_path", None)
         set_key(spec, "results_dir", str(self.results_dir))
         set_key(spec, "train.seed", self.seed)

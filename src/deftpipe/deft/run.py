@@ -61,6 +61,8 @@ def create_run(settings: DeftSettings, *, results_dir: Path | None = None) -> Pa
     ws = Workspace.at(settings.workspace)
     if settings.max_iterations < 0:
         raise ConfigError(f"--max-iterations must be >= 0, got {settings.max_iterations}.")
+    if not 0 < settings.finetune_lr_scale <= 10:
+        raise ConfigError(f"--finetune-lr-scale must be in (0, 10], got {settings.finetune_lr_scale}.")
     check_backend(settings.backend)
     spec_path = Path(settings.spec_path).resolve() if settings.spec_path else ws.spec_path
     overrides = spec_overrides(settings)
@@ -94,6 +96,7 @@ def create_run(settings: DeftSettings, *, results_dir: Path | None = None) -> Pa
         "workspace_root": str(ws.root), "seed": settings.seed, "rca_top_k": settings.rca_top_k,
         "backend": settings.backend, "spec_overrides": overrides, "embedder": settings.embedder,
         "keep_checkpoints": settings.keep_checkpoints,
+        "finetune_lr_scale": settings.finetune_lr_scale,
     }
     store = StateStore.create(rd, kpi_target=contract.kpi_target(), metric_contract=contract.to_dict(),
                               max_iterations=settings.max_iterations, config=config)

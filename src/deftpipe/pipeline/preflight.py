@@ -150,6 +150,7 @@ def build(settings: Any, *, sources: dict[str, str], measure: bool = True) -> Pi
     s6.add("max iterations", settings.max_iterations, src("max_iterations"))
     s6.add("KPI target", f"FAR < {settings.kpi_target_pct:g}% at Recall=100%", src("kpi_target_pct"))
     s6.add("synthetic defects per iteration", settings.num_sdg, src("num_sdg"))
+    s6.add("fine-tuning LR scale", settings.finetune_lr_scale, src("finetune_lr_scale"))
     s6.add("mining top-k / min similarity", f"{settings.mining_top_k} / {settings.min_similarity}", src("mining_top_k"))
     s6.add("mining pool", f"{n['mining_pool']} rows" if n["mining_pool"] else "none", "check")
 

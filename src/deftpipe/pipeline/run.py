@@ -45,6 +45,7 @@ class PipelineSettings:
     overrides: tuple[str, ...] = ()
     # False: Phase 3 trials start from fresh weights (ablation baseline; SPEC §7 wants the warm start).
     phase3_warm_start: bool = True
+    finetune_lr_scale: float = 0.3
 
     def __post_init__(self) -> None:
         if self.zero_shot_gate not in ("warn", "halt"):
@@ -132,7 +133,8 @@ def _deft_settings(settings: PipelineSettings, spec_path: Path) -> Any:
                         kpi_target_pct=settings.kpi_target_pct, num_sdg=settings.num_sdg,
                         mining_top_k=settings.mining_top_k, min_similarity=settings.min_similarity,
                         rca_top_k=settings.rca_top_k, epochs=settings.epochs, seed=settings.seed,
-                        device=settings.device, backend=settings.backend, overrides=(), spec_path=spec_path)
+                        device=settings.device, backend=settings.backend, overrides=(), spec_path=spec_path,
+                        finetune_lr_scale=settings.finetune_lr_scale)
 
 
 def _baseline_committed(rd: Path) -> bool:
