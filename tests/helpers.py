@@ -1,6 +1,7 @@
 """Tiny hand-made workspaces for unit tests (no dependency on the demo generator)."""
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import cv2
@@ -36,7 +37,7 @@ def make_workspace(root: Path, *, n_train: int = 12, n_val: int = 6, n_kpi: int 
         for i in range(n):
             obj = f"{split.upper()}{i}@1"
             defect = i % 3 == 0
-            write_pair(images, split, obj, defect=defect, size=size, seed=hash((split, i)) % 1000)
+            write_pair(images, split, obj, defect=defect, size=size, seed=zlib.crc32(f"{split}:{i}".encode()) % 100_000)
             label = "missing" if defect else "PASS"
             lines.append(f"{split}/test,{split}/golden,{label},{obj},chip")
         csv = {"train": root / "train/base/training_set.csv", "val": root / "train/base/validation_set.csv",

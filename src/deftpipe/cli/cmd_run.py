@@ -54,6 +54,7 @@ def _settings(workspace: Path | None, config: Path | None, flags: dict[str, Any]
 
 
 def _print_preflight(pf: Any) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from deftpipe.cli.app import console
@@ -63,7 +64,7 @@ def _print_preflight(pf: Any) -> None:
         for _ in range(3):
             table.add_column()
         for item in section.items:
-            table.add_row(item.key, str(item.value), f"[{item.source}]")
+            table.add_row(escape(item.key), escape(str(item.value)), escape(f"[{item.source}]"))
         console.print(table)
     echo("Gates that can still halt the run:")
     for gate in pf.gates:

@@ -31,7 +31,7 @@ def _check_name(value: Any, *, where: str) -> str:
 
 
 def _check_operator(value: Any, *, where: str) -> str:
-    if value not in OPERATORS:
+    if not isinstance(value, str) or value not in OPERATORS:  # a YAML list or mapping is unhashable
         swapped = [op for op in OPERATORS if sorted(op) == sorted(str(value))]  # '=>' means '>='
         near = swapped or difflib.get_close_matches(str(value), list(OPERATORS), n=1)
         tip = f" Did you mean '{near[0]}'?" if near else ""

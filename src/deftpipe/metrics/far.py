@@ -83,6 +83,12 @@ def candidate_thresholds(scores: np.ndarray) -> np.ndarray:
     s = np.unique(np.asarray(scores, dtype=np.float64).reshape(-1))
     if s.size == 0:
         return s
+    if s[0] == -np.finfo(np.float64).max:
+        # no finite float lies below it: the "flag everything" threshold would be -inf (not JSON, not usable)
+        raise ContractError(
+            f"siamese_score {s[0]!r} is the most negative float; no finite threshold lies below it. "
+            "Fix the inference that wrote it (scores are logit differences, far from the float limits)."
+        )
     return np.concatenate(([np.nextafter(s[0], -np.inf)], s))
 
 

@@ -14,8 +14,40 @@ import pandas as pd
 from deftpipe.errors import ContractError
 from deftpipe.workspace.paths import ImageLocator
 
-# cv2 refuses to decode images above this many pixels; real AOI crops are far smaller.
+# Images declaring more pixels are refused before decoding; real AOI crops are far smaller.
 MAX_PIXELS = 64_000_000
+
+
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def declared_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG, BMP or JPEG header without decoding; None for other formats.
+
+    Lets a tiny file that declares a huge image (a decompression bomb) be refused before OpenCV
+    allocates its pixels.
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] == b"BM" and len(data) >= 26:
+        return (abs(int.from_bytes(data[18:22], "little", signed=True)),
+                abs(int.from_bytes(data[22:26], "little", signed=True)))
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 <= len(data):
+            if data[i] != 0xFF:
+                return None
+            marker = data[i + 1]
+            if marker == 0xFF:  # fill byte
+                i += 1
+                continue
+            if marker in _JPEG_SOF:
+                return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+            if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length field
+                i += 2
+                continue
+            i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return None
 
 
 def read_image(path: str | Path, *, grayscale: bool = True, where: str = "") -> np.ndarray:
@@ -30,6 +62,12 @@ def read_image(path: str | Path, *, grayscale: bool = True, where: str = "") -> 
         raise ContractError(f"{prefix}image '{p}' is a folder, expected an image file.") from None
     if data.size == 0:
         raise ContractError(f"{prefix}image '{p}' is empty (0 bytes); replace it with a valid image.")
+    size = declared_size(data[:65536].tobytes())
+    if size is not None and size[0] * size[1] > MAX_PIXELS:
+        raise ContractError(
+            f"{prefix}image '{p}' declares {size[0]}x{size[1]} pixels, more than the {MAX_PIXELS:,} this tool "
+            "decodes (a corrupt header or a decompression bomb); re-export it at the spec's image size."
+        )
     flag = cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR
     try:
         img = cv2.imdecode(data, flag)
@@ -47,8 +85,10 @@ def read_stack(paths: Sequence[str], *, grayscale: bool = True, size: tuple[int,
     `size` = (height, width) required; a mismatch is an error rather than a silent resize.
     """
     planes: list[np.ndarray] = []
+    sizes: list[str] = []
     for path in paths:
         img = read_image(path, grayscale=grayscale, where=where)
+        sizes.append(f"{Path(path).name} {img.shape[1]}x{img.shape[0]}")
         if size is not None and img.shape[:2] != size:
             raise ContractError(
                 f"{where}: image '{path}' is {img.shape[1]}x{img.shape[0]} but the spec says "
@@ -57,7 +97,7 @@ def read_stack(paths: Sequence[str], *, grayscale: bool = True, size: tuple[int,
         planes.extend([img] if img.ndim == 2 else list(np.moveaxis(img, -1, 0)))
     shapes = {pl.shape for pl in planes}
     if len(shapes) > 1:
-        raise ContractError(f"{where}: the lights of one sample differ in size {sorted(shapes)}; all must match.")
+        raise ContractError(f"{where}: the lights of one sample differ in size ({', '.join(sizes)}); all must match.")
     return np.stack(planes, axis=0)
 
 

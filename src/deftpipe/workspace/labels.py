@@ -1,6 +1,8 @@
 """The label rule of SPEC §2: `PASS` exactly; every other label stripped and lowercased."""
 from __future__ import annotations
 
+import unicodedata
+
 import pandas as pd
 
 from deftpipe.workspace.layout import PASS_LABEL
@@ -18,7 +20,15 @@ def normalize_label(label: str) -> str:
 
 
 def is_miscased_pass(label: str) -> bool:
-    return label != PASS_LABEL and label.strip().upper() == PASS_LABEL
+    """True for PASS spelled any other way, full-width `ＰＡＳＳ` included (NFKC): a typo, never a defect name."""
+    return label != PASS_LABEL and unicodedata.normalize("NFKC", label).strip().upper() == PASS_LABEL
+
+
+def miscased_pass_mask(labels: pd.Series) -> pd.Series:
+    """Vectorized `is_miscased_pass` (a million-row CSV is checked without a Python call per row)."""
+    text = labels.astype(str)
+    bad = [u for u in text.unique() if is_miscased_pass(u)]  # few distinct labels even in a huge CSV
+    return text.isin(bad)
 
 
 def normalize_labels(labels: pd.Series) -> pd.Series:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -66,6 +68,15 @@ POSITIVE_INT_KEYS = (
     "dataset.classify.num_input",
 )
 _SECTIONS = {k.rsplit(".", 1)[0] for k in HONOURED_KEYS if "." in k}
+_SECTIONS |= {s.rsplit(".", 1)[0] for s in list(_SECTIONS) if "." in s}
+# known child names per known section ("" = top level): the candidates a near-miss typo is compared with
+_CHILDREN: dict[str, set[str]] = {}
+for _name in set(HONOURED_KEYS) | _SECTIONS:
+    _parent, _, _leaf = _name.rpartition(".")
+    _CHILDREN.setdefault(_parent, set()).add(_leaf)
+# `${oc.env:NAME}` may not copy a secret into the resolved spec (it is saved in run dirs and checkpoints).
+_ENV_INTERPOLATION = re.compile(r"\$\{\s*oc\.env\s*:\s*([^,}\s]*)")
+_SECRET_NAME = re.compile(r"(?i)key|token|secret|passw|credential|auth|cookie")
 
 
 def template_text() -> str:
@@ -99,10 +110,17 @@ def get(spec: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
 
 
 def set_key(spec: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set `dotted` in a nested dict, creating sections; raises ConfigError when a step is not a section."""
     node = spec
     parts = dotted.split(".")
-    for part in parts[:-1]:
+    for i, part in enumerate(parts[:-1]):
         node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            where = ".".join(parts[: i + 1])
+            raise ConfigError(
+                f"cannot set '{dotted}': '{where}' is a value ({node!r}), not a section; "
+                f"set '{where}' itself or fix the key."
+            )
     node[parts[-1]] = value
 
 
@@ -117,18 +135,55 @@ def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, A
     return out
 
 
+# A spec is a few hundred values; YAML aliases can make a 1 KB file expand to billions (OmegaConf expands them).
+MAX_SPEC_VALUES = 20_000
+MAX_SPEC_DEPTH = 50
+
+
+def _check_tree(value: Any, *, where: str) -> None:
+    """Reject self-referencing YAML (`&a [*a]`), absurd nesting and alias bombs before anything expands them."""
+    budget = [MAX_SPEC_VALUES]
+
+    def walk(node: Any, depth: int) -> None:
+        if depth > MAX_SPEC_DEPTH:
+            raise ConfigError(f"{where}: nested more than {MAX_SPEC_DEPTH} levels deep (or an alias refers to "
+                              "itself); write the values out plainly.")
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise ConfigError(f"{where}: holds more than {MAX_SPEC_VALUES:,} values once YAML aliases (*name) are "
+                              "expanded; a spec needs far fewer — remove the repeated aliases.")
+        children = node.values() if isinstance(node, Mapping) else node if isinstance(node, list) else ()
+        for child in children:
+            walk(child, depth + 1)
+
+    walk(value, 0)
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _quoted(text: str) -> str:
+    """'text' as typed, or its repr when it holds line breaks or other control characters (one-line messages)."""
+    return f"'{text}'" if text.isprintable() else repr(text)
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """`train.optim.lr=3e-4` -> ('train.optim.lr', 0.0003); values parse as YAML scalars."""
+    shown = _quoted(text)
     if "=" not in text:
-        raise ConfigError(f"override '{text}' has no '='; write it as dotted.key=value, e.g. train.optim.lr=3e-4.")
+        raise ConfigError(f"override {shown} has no '='; write it as dotted.key=value, e.g. train.optim.lr=3e-4.")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override '{text}': '{key}' is not a dotted key such as train.optim.lr.")
+        raise ConfigError(f"override {shown}: {_quoted(key)} is not a dotted key such as train.optim.lr.")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override '{text}': value '{raw}' is not valid YAML ({exc}).") from exc
+        raise ConfigError(f"override {shown}: value {_quoted(raw)} is not valid YAML ({_one_line(exc)}).") from exc
+    except RecursionError:
+        raise ConfigError(f"override {shown}: value nested too deeply; write a plain value.") from None
+    _check_tree(value, where=f"override {shown}")
     # YAML 1.1 reads '3e-4' as a string; numbers written that way are meant as floats.
     if isinstance(value, str):
         try:
@@ -139,23 +194,34 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def _typo_check(flat: Mapping[str, Any], *, source: str) -> None:
-    known = set(HONOURED_KEYS)
+    """Reject a key (or section) name one typo away from a known one, at any depth: `trian`, `train.optm.lr`."""
     for key in flat:
-        if key in known or key.startswith(("dataset.classify.input_map.", "dataset.classify.augmentation_config.")):
-            continue
-        section, _, leaf = key.rpartition(".")
-        if section in _SECTIONS or section == "":
-            siblings = [k.rpartition(".")[2] for k in known if k.rpartition(".")[0] == section]
-            near = difflib.get_close_matches(leaf, siblings, n=1, cutoff=0.75)
-            if near and near[0] != leaf:
+        parts = str(key).split(".")
+        for depth in range(len(parts)):
+            name = ".".join(parts[: depth + 1])
+            if name in HONOURED_KEYS:
+                break
+            if name in _SECTIONS:
+                continue
+            parent = ".".join(parts[:depth])
+            near = difflib.get_close_matches(parts[depth], _CHILDREN.get(parent, ()), n=1, cutoff=0.75)
+            if near and near[0] != parts[depth]:
+                suggestion = f"{parent + '.' if parent else ''}{near[0]}"
                 raise ConfigError(
-                    f"{source}: unknown key '{key}'. Did you mean '{section + '.' if section else ''}{near[0]}'? "
+                    f"{source}: unknown key '{name}'. Did you mean '{suggestion}'? "
                     "Fix the spelling (keys are case-sensitive)."
                 )
+            break  # an unknown name that is no near miss is carried through, with everything below it
 
 
 def validate_spec(spec: Mapping[str, Any], *, source: str = "spec") -> None:
     """Raise ConfigError for typos, wrong types, bad choices and an impossible checkpoint interval."""
+    for section in sorted(_SECTIONS):
+        node = get(spec, section)
+        if node is not None and not isinstance(node, Mapping):
+            raise ConfigError(
+                f"{source}: '{section}' must be a section (a mapping of keys), got {node!r} ({type(node).__name__})."
+            )
     flat = _flatten(spec)
     _typo_check(flat, source=source)
     for key, types in HONOURED_KEYS.items():
@@ -169,6 +235,8 @@ def validate_spec(spec: Mapping[str, Any], *, source: str = "spec") -> None:
         if not ok:
             want = " or ".join("null" if t is type(None) else t.__name__ for t in types)
             raise ConfigError(f"{source}: '{key}' must be {want}, got {value!r} ({type(value).__name__}).")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{source}: '{key}' must be a finite number, got {value!r}.")
         if key in CHOICES and value not in CHOICES[key]:
             near = difflib.get_close_matches(str(value), CHOICES[key], n=1)
             tip = f" Did you mean '{near[0]}'?" if near else ""
@@ -195,7 +263,8 @@ def validate_spec(spec: Mapping[str, Any], *, source: str = "spec") -> None:
                 f"light(s) {list(input_map)}; make them agree."
             )
     weights = get(spec, "train.classify.cls_weight")
-    if isinstance(weights, list) and (len(weights) != 2 or not all(isinstance(w, (int, float)) and w > 0 for w in weights)):
+    if isinstance(weights, list) and (len(weights) != 2 or not all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w > 0 for w in weights)):
         raise ConfigError(f"{source}: 'train.classify.cls_weight' must be two positive numbers [PASS, defect], got {weights}.")
 
 
@@ -213,7 +282,14 @@ def load_spec(path: Path | str, overrides: Iterable[str] = (), *, extra: Mapping
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where}: YAML syntax error ({getattr(exc, 'problem', exc)}); fix the file.") from exc
+        raise ConfigError(
+            f"{path}{where}: YAML syntax error ({_one_line(getattr(exc, 'problem', None) or exc)}); fix the file."
+        ) from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply for a spec; write the values out plainly.") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); re-save it as UTF-8.") from exc
+    _check_tree(raw, where=str(path))
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -226,7 +302,11 @@ def resolve_spec(raw: Mapping[str, Any], overrides: Iterable[str] = (), *, extra
     tree = deep_merge(raw, extra or {})
     for text in overrides:
         key, value = parse_override(text)
-        set_key(tree, key, value)
+        try:
+            set_key(tree, key, value)
+        except ConfigError as exc:
+            raise ConfigError(f"override {_quoted(text)}: {exc.message}") from exc
+    _check_env_interpolations(tree, source=source)
     try:
         conf = OmegaConf.create(tree)
         resolved = OmegaConf.to_container(conf, resolve=True)
@@ -236,6 +316,23 @@ def resolve_spec(raw: Mapping[str, Any], overrides: Iterable[str] = (), *, extra
     assert isinstance(resolved, dict)
     validate_spec(resolved, source=source)
     return resolved  # type: ignore[return-value]
+
+
+def _check_env_interpolations(tree: Any, *, source: str, where: str = "") -> None:
+    if isinstance(tree, Mapping):
+        for key, value in tree.items():
+            _check_env_interpolations(value, source=source, where=f"{where}.{key}" if where else str(key))
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            _check_env_interpolations(value, source=source, where=f"{where}[{i}]")
+    elif isinstance(tree, str):
+        for name in _ENV_INTERPOLATION.findall(tree):
+            if not name or "$" in name or _SECRET_NAME.search(name):
+                raise ConfigError(
+                    f"{source}: '{where}' reads the environment variable {name or '?'!r} through ${{oc.env:...}}; "
+                    "a spec may not copy credentials (it is saved in run directories and checkpoints). "
+                    "Write the value itself, or pass credentials to the backend through the environment only."
+                )
 
 
 def dump_spec(spec: Mapping[str, Any]) -> str:

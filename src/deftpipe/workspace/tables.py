@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from deftpipe.errors import ContractError
-from deftpipe.workspace.labels import is_miscased_pass, normalize_labels
+from deftpipe.workspace.labels import miscased_pass_mask, normalize_labels
 from deftpipe.workspace.layout import REQUIRED_COLUMNS
 
 # Rows are identified by these columns for duplicate and leakage checks.
@@ -31,6 +31,13 @@ def _sniff_delimiter(header: str) -> str | None:
     return None
 
 
+def _header_names(header: str) -> list[str]:
+    try:
+        return [c.strip() for c in next(csv.reader([header]), [])]
+    except csv.Error:
+        return []
+
+
 def read_samples_csv(path: Path | str, *, name: str | None = None, allow_empty: bool = False) -> pd.DataFrame:
     """Load a sample CSV, check its columns and labels, return it with normalized labels.
 
@@ -47,8 +54,16 @@ def read_samples_csv(path: Path | str, *, name: str | None = None, allow_empty: 
         raise ContractError(
             f"{label}: the file is empty; it needs a header line '{','.join(REQUIRED_COLUMNS)}' and at least one row."
         )
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        header = fh.readline().strip("\r\n")
+    # The header is decoded on its own: a text-mode readline would decode a whole buffer and fail on a later line.
+    with open(path, "rb") as fh:
+        raw_header = fh.readline(1 << 20)
+    try:
+        header = raw_header.decode("utf-8-sig").strip("\r\n")
+    except UnicodeDecodeError as exc:
+        utf16 = " (it looks like UTF-16)" if raw_header.startswith((b"\xff\xfe", b"\xfe\xff")) else ""
+        raise ContractError(
+            f"{label} line 1: not UTF-8 text{utf16} ({exc.reason} at byte {exc.start}); re-save the file as UTF-8."
+        ) from exc
     delim = _sniff_delimiter(header)
     if delim is not None:
         raise ContractError(
@@ -60,9 +75,31 @@ def read_samples_csv(path: Path | str, *, name: str | None = None, allow_empty: 
             skipinitialspace=False,
         )
     except pd.errors.ParserError as exc:
-        raise ContractError(f"{label}: not a well-formed CSV ({exc}); check quoting and the number of fields per line.") from exc
+        detail = " ".join(str(exc).split())
+        raise ContractError(
+            f"{label}: not a well-formed CSV ({detail}); check quoting and the number of fields per line."
+        ) from exc
+    except pd.errors.EmptyDataError as exc:
+        raise ContractError(
+            f"{label}: no header line found (only blank lines); the first line must be "
+            f"'{','.join(REQUIRED_COLUMNS)}', followed by at least one row."
+        ) from exc
     except UnicodeDecodeError as exc:
         raise ContractError(f"{label}: not UTF-8 text ({exc.reason} at byte {exc.start}); re-save the file as UTF-8.") from exc
+    if not isinstance(frame.index, pd.RangeIndex):
+        # pandas silently turns the first column into the index when line 2 has one field more than the
+        # header: every value would shift one column to the left.
+        raise ContractError(
+            f"{label} line 2: {len(frame.columns) + 1} fields but the header (line 1) names {len(frame.columns)} "
+            "columns; remove the extra field, quote values that contain commas, or name the column in the header."
+        )
+    names = _header_names(header)
+    repeated = sorted({n for n in names if n and names.count(n) > 1})
+    if repeated:
+        raise ContractError(
+            f"{label} line 1: column(s) {', '.join(map(repr, repeated))} appear more than once; keep one of each "
+            "(which one holds the data is ambiguous)."
+        )
     frame.columns = [str(c).strip() for c in frame.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
@@ -82,7 +119,7 @@ def read_samples_csv(path: Path | str, *, name: str | None = None, allow_empty: 
             raise ContractError(
                 f"{label} line {_line(blank[0])}: empty '{col}' ({len(blank)} row(s) in all); fill it in or drop the row."
             )
-    miscased = frame.index[frame["label"].map(is_miscased_pass)]
+    miscased = frame.index[miscased_pass_mask(frame["label"]).to_numpy()]
     if len(miscased):
         raw = frame.at[miscased[0], "label"]
         raise ContractError(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,11 +69,43 @@ def _rows_list(indices: Sequence[int]) -> str:
     return ", ".join(lines) + more
 
 
+# A folder referenced by at least this many paths is listed once instead of stat-ing each file.
+_LIST_FOLDER_FROM = 32
+
+
+def _file_exists_checker() -> Callable[[str], bool]:
+    """`os.path.isfile`, answered from one directory listing once a folder is busy (a million rows cost seconds)."""
+    hits: dict[str, int] = {}
+    listings: dict[str, set[str] | None] = {}
+
+    def listing(folder: str) -> set[str] | None:
+        if folder not in listings:
+            try:
+                with os.scandir(folder or "/") as it:
+                    listings[folder] = {e.name for e in it if e.is_file()}  # is_file follows symlinks, like isfile
+            except FileNotFoundError:
+                listings[folder] = set()
+            except OSError:
+                listings[folder] = None  # unreadable listing: fall back to stat per file
+        return listings[folder]
+
+    def exists(path: str) -> bool:
+        folder, _, name = path.rpartition("/")
+        n = hits[folder] = hits.get(folder, 0) + 1
+        if n > _LIST_FOLDER_FROM:
+            names = listing(folder)
+            if names is not None:
+                return name in names
+        return os.path.isfile(path)
+
+    return exists
+
+
 def find_missing(paths_per_light: Sequence[Sequence[str]]) -> list[int]:
     """Row indices whose file (any light) does not exist."""
     n = len(paths_per_light[0]) if paths_per_light else 0
     missing: list[int] = []
-    exists = os.path.isfile
+    exists = _file_exists_checker()
     for i in range(n):
         for light_paths in paths_per_light:
             if not exists(light_paths[i]):
@@ -159,21 +191,28 @@ def validate_workspace(ws_path: Path | str, overrides: Iterable[str] = (), *, de
     csvs = [("training", ws.training_csv, True), ("validation", ws.validation_csv, True),
             ("kpi", ws.kpi_csv, True), ("holdout", ws.holdout_csv, False), ("mining_pool", ws.mining_pool_csv, False)]
     loaded: dict[str, pd.DataFrame] = {}
+    hashable: set[str] = set()  # tables whose every image was checked confined and decodable
     for name, path, required in csvs:
-        if not required and not path.exists():
+        if not required and not os.path.lexists(path):
             continue
-        rel = ws.rel(path) if path.is_relative_to(ws.root) else str(path)
+        rel = path.relative_to(ws.root).as_posix()
         table = TableReport(name=name, path=path)
         report.tables.append(table)
+        real = os.path.realpath(path)
+        if not (real == str(ws.root) or real.startswith(str(ws.root).rstrip(os.sep) + os.sep)):
+            report.problems.append(
+                f"{rel}: resolves to '{real}' (through a symlink), outside the workspace '{ws.root}'; "
+                "copy the CSV into the workspace instead of linking."
+            )
+            continue
         try:
             rows = read_samples_csv(path, name=rel)
-            locator.check_folders(rows, csv_name=rel)
+            tests, goldens = locator.frame_paths(rows, csv_name=rel)  # confinement first: nothing outside is opened
         except ContractError as exc:
             report.problems.append(exc.message)
             continue
         table.n_rows = len(rows)
         table.labels = {str(k): int(v) for k, v in rows["label"].value_counts().sort_index().items()}
-        tests, goldens = locator.frame_paths(rows, csv_name=rel)
         missing = find_missing(tests + goldens)
         table.n_missing_files = len(missing)
         if missing:
@@ -187,17 +226,21 @@ def validate_workspace(ws_path: Path | str, overrides: Iterable[str] = (), *, de
         if decode:
             table.n_bad_images = _check_images(rows, locator, settings, name=rel, problems=report.problems)
         loaded[name] = rows
+        if decode and not table.n_bad_images:
+            hashable.add(name)
 
     if "training" in loaded:
         train = loaded["training"]
         train_keys = set(row_keys(train))
-        train_hashes = set(content_hashes(train, locator)) if decode else set()
+        # Only files already checked (confined, decodable) are hashed: a bad table is compared by row key alone.
+        train_hashes = set(content_hashes(train, locator)) if "training" in hashable else set()
         for other in ("validation", "kpi", "holdout"):
             if other not in loaded:
                 continue
             rows = loaded[other]
             by_key = row_keys(rows).isin(train_keys)
-            by_hash = content_hashes(rows, locator).isin(train_hashes) if decode else by_key & False
+            by_hash = (content_hashes(rows, locator).isin(train_hashes) if train_hashes and other in hashable
+                       else by_key & False)
             leak = by_key | by_hash
             report.overlaps[f"training<->{other}"] = int(leak.sum())
             if leak.any():

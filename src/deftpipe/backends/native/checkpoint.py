@@ -91,7 +91,21 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
         raise ContractError(
             f"checkpoint '{path}' is not a deftpipe native checkpoint (expected keys 'state_dict' and 'arch', got {keys})."
         )
+    _check_structure(payload, path)
     return payload
+
+
+def _check_structure(payload: Mapping[str, Any], path: Path) -> None:
+    """Someone else's file must fail here with a clear message, not deep inside model building."""
+    where = f"checkpoint '{path}' is not a usable deftpipe native checkpoint"
+    if not isinstance(payload["state_dict"], Mapping):
+        raise ContractError(f"{where}: 'state_dict' is a {type(payload['state_dict']).__name__}, expected a mapping "
+                            "of tensors; re-create it with `deftpipe train`.")
+    try:
+        ArchInfo.from_dict(payload["arch"])
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
+        raise ContractError(f"{where}: its 'arch' entry is malformed ({type(exc).__name__}: {exc}); "
+                            "re-create it with `deftpipe train`.") from exc
 
 
 def check_arch(payload: Mapping[str, Any], arch: ArchInfo, *, path: Path | str, purpose: str) -> None:

@@ -49,7 +49,7 @@ def load_model(checkpoint: Path | str, *, device: torch.device) -> LoadedModel:
     model = SiameseClassifier(arch)
     try:
         model.load_state_dict(payload["state_dict"])
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, KeyError, ValueError) as exc:
         raise ContractError(
             f"checkpoint '{checkpoint}': weights do not fit the architecture it declares ({arch.to_dict()}): "
             f"{str(exc).splitlines()[0]}; re-create it with `deftpipe train`."
@@ -58,7 +58,12 @@ def load_model(checkpoint: Path | str, *, device: torch.device) -> LoadedModel:
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     pre = payload.get("preprocess") or {}
-    return LoadedModel(model, arch, Normalization.from_dict(payload["normalization"]),
+    try:
+        norm = Normalization.from_dict(payload["normalization"])
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
+        raise ContractError(f"checkpoint '{checkpoint}' has no usable 'normalization' entry ({type(exc).__name__}: "
+                            f"{exc}); re-create it with `deftpipe train`.") from exc
+    return LoadedModel(model, arch, norm,
                        int(pre.get("max_shift_px", 3)), payload.get("spec") or {}, Path(checkpoint))
 
 
