@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -21,6 +21,15 @@ def approve(summary_printed: bool, yes: bool) -> None:
     answer = typer.prompt("Type 'go' to start (anything else aborts)", default="", show_default=False)
     if answer.strip().lower() != "go":
         raise ApprovalNeeded("not approved; nothing was written.")
+
+
+def progress_factory(quiet: bool) -> Any:
+    """Throttled plain progress lines for training / inference inside each stage (None when quiet)."""
+    if quiet:
+        return None
+    from deftpipe.ui.progress import make_progress
+
+    return lambda label: make_progress(label)
 
 
 @app.command("deft")
@@ -44,6 +53,7 @@ def deft_cmd(
     accept_regression: Annotated[bool, typer.Option("--accept-regression", help="Clear a regression halt.")] = False,
     until: Annotated[str | None, typer.Option("--until", help="Stop after this stage (e.g. rca).")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve the pre-flight without asking.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only one line per stage (no progress lines).")] = False,
     backend: Annotated[str, typer.Option("--backend", hidden=True,
                                          help="Registered model backend (tests and plug-ins).")] = "native",
 ) -> None:
@@ -59,7 +69,8 @@ def deft_cmd(
             echo(f"Resuming {Path(resume).resolve()} — last events:")
             for ev in state.events[-5:]:
                 echo(f"  #{ev.seq} {ev.iter}/{ev.stage} {ev.status}: {ev.summary}")
-            out = run_loop(Path(resume), accept_regression=accept_regression, until=until, on_event=echo)
+            out = run_loop(Path(resume), accept_regression=accept_regression, until=until, on_event=echo,
+                           progress_factory=progress_factory(quiet))
             echo(f"Run directory: {out.results_dir}")
         guarded(body_resume)
         return
@@ -97,7 +108,7 @@ def deft_cmd(
 
         write_text_atomic(rd / "preflight.md", pf.to_markdown())
         echo(f"Run directory: {rd}")
-        out = run_loop(rd, until=until, on_event=echo)
+        out = run_loop(rd, until=until, on_event=echo, progress_factory=progress_factory(quiet))
         echo(f"DEFT {out.status}: stop reason {out.stop_reason}, deliverable {out.best_iteration}.")
         echo(f"Run directory: {rd}")
 

@@ -131,8 +131,10 @@ def run_cmd(workspace: WorkspaceOpt = None, config: ConfigOpt = None, max_iterat
             accept_regression: Annotated[bool, typer.Option("--accept-regression", help="Clear a regression halt.")] = False,
             measure: Annotated[bool, typer.Option("--measure/--no-measure", help="Time real training steps.")] = True,
             yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve the pre-flight without asking.")] = False,
+            quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only one line per stage (no progress lines).")] = False,
             ) -> None:
     """Phase 1 AutoML -> Phase 2 DEFT loop -> Phase 3 warm-started AutoML, after one approval."""
+    from deftpipe.cli.cmd_deft import progress_factory
     from deftpipe.pipeline import preflight
     from deftpipe.pipeline.run import load_config, run_phases, save_config
 
@@ -141,7 +143,8 @@ def run_cmd(workspace: WorkspaceOpt = None, config: ConfigOpt = None, max_iterat
             rd = Path(resume).resolve()
             settings = load_config(rd)
             echo(f"Resuming {rd}")
-            run_phases(rd, settings, emit=echo, accept_regression=accept_regression)
+            run_phases(rd, settings, emit=echo, accept_regression=accept_regression,
+                       progress_factory=progress_factory(quiet))
             echo(f"Run directory: {rd}")
         guarded(body_resume)
         return
@@ -163,7 +166,7 @@ def run_cmd(workspace: WorkspaceOpt = None, config: ConfigOpt = None, max_iterat
         write_json_atomic(rd / "preflight.json", pf.to_dict())
         digest = save_config(rd, settings)
         echo(f"Approved. Run directory: {rd} (config sha256 {digest[:12]})")
-        run_phases(rd, settings, emit=echo)
+        run_phases(rd, settings, emit=echo, progress_factory=progress_factory(quiet))
         echo(f"Run directory: {rd}")
 
     guarded(body)

@@ -152,7 +152,8 @@ def _skip_phase3(rd: Path, settings: PipelineSettings, outcome: PipelineOutcome,
     finish.write_summary(rd, settings, emit=emit, lines=outcome.trajectory, phase3_skipped=outcome.phase3_skipped)
 
 
-def run_phases(results_dir: Path, settings: PipelineSettings, *, emit: EmitFn, accept_regression: bool = False) -> PipelineOutcome:
+def run_phases(results_dir: Path, settings: PipelineSettings, *, emit: EmitFn, accept_regression: bool = False,
+               progress_factory: Any = None) -> PipelineOutcome:
     """Run or resume every phase in `results_dir` (created and approved by the caller)."""
     from deftpipe.deft.loop import run_loop
     from deftpipe.deft.run import create_run
@@ -199,7 +200,7 @@ def run_phases(results_dir: Path, settings: PipelineSettings, *, emit: EmitFn, a
     if state.status == "in_progress":
         emit(f"[phase 2] DEFT loop, up to {settings.max_iterations} iteration(s)")
         try:
-            run_loop(rd, accept_regression=accept_regression, on_event=emit)
+            run_loop(rd, accept_regression=accept_regression, on_event=emit, progress_factory=progress_factory)
         except StageFailed:
             _skip_phase3(rd, settings, outcome, emit)
             raise
