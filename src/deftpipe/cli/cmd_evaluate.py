@@ -21,7 +21,10 @@ def load_contract(path: Path) -> MetricContract:
     try:
         data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))  # YAML is a superset of JSON
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML/JSON ({exc}); fix the file.") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise ConfigError(f"{path}: not valid YAML/JSON ({where}{problem}); fix the file.") from exc
     if isinstance(data, dict) and isinstance(data.get("metric_contract"), dict):
         data = data["metric_contract"]
     return MetricContract.from_dict(data, source=str(path))
