@@ -175,8 +175,11 @@ def open_storage(url: str, *, heartbeat: bool,
                 raise
             except Exception as exc:  # noqa: BLE001
                 # Several processes opening a fresh database race to create Optuna's tables; the loser
-                # sees a unique-key violation and succeeds on the next try.
-                if attempt == 4 or "IntegrityError" not in type(exc).__name__ + repr(exc):
+                # sees a unique-key violation or "relation already exists" and succeeds on the next try.
+                text = type(exc).__name__ + repr(exc)
+                racy = any(mark in text for mark in ("IntegrityError", "UniqueViolation", "DuplicateTable",
+                                                     "DuplicateObject", "already exists"))
+                if attempt == 4 or not racy:
                     raise
                 time.sleep(0.5 + attempt)
         raise AssertionError("unreachable")
