@@ -20,6 +20,7 @@ from deftpipe.state._artifacts import inside
 from deftpipe.state.records import STATE_FILE, DeftState, HaltRecord
 from deftpipe.state.stages import next_stage
 from deftpipe.state.store import LOCK_FILE, read_state, resume_command
+from deftpipe.workspace.io import pid_alive
 
 RUN_PREFIX = "run_"
 _MAX_COLLISIONS = 1000
@@ -132,17 +133,6 @@ def _lock_owner(lock: Path) -> dict[str, Any] | None:
     return owner if isinstance(owner, dict) else {}
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 def find_resumable(results_dir: Path | str) -> ResumePoint:
     """Check SPEC §9's resume rules for one run directory.
@@ -177,7 +167,7 @@ def find_resumable(results_dir: Path | str) -> ResumePoint:
                 f"{rd}: locked by PID {pid} on host {host}; cannot tell from here whether it still runs.",
                 hint=f"If that process is gone, delete {rd / LOCK_FILE} and run `{resume_command(rd)}`.",
             )
-        if pid == os.getpid() or _pid_alive(pid):
+        if pid == os.getpid() or pid_alive(pid):
             raise StateConflict(
                 f"{rd}: another deftpipe process (PID {pid}) is running this run.",
                 hint="Wait for it to finish or stop it; two processes must never write one run.",

@@ -142,7 +142,8 @@ def orphan_temp_files(root: Path | str) -> list[Path]:
     return sorted(Path(root).rglob(f"*{_TMP_MARK}"))
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True when a process with `pid` exists on this host (a permission error still means it exists)."""
     if pid <= 0:
         return False
     try:
@@ -178,7 +179,7 @@ class RunLock:
                 if pid == os.getpid():
                     self._held = True
                     return self
-                if same_host and _pid_alive(pid):
+                if same_host and pid_alive(pid):
                     raise StateConflict(
                         f"{self.path.parent}: another deftpipe process (PID {pid}) is running on this run.",
                         hint="Wait for it to finish, or stop it first; two processes must never write one run.",

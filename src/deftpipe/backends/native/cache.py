@@ -23,6 +23,7 @@ import pandas as pd
 from deftpipe.errors import ContractError
 from deftpipe.preprocess.registration import pair_channels
 from deftpipe.workspace.images import read_stack
+from deftpipe.workspace.io import pid_alive
 from deftpipe.workspace.paths import ImageLocator
 
 FORMAT = "deftpipe-decode-cache/1"
@@ -92,7 +93,7 @@ def _building(cache_dir: Path, name: str) -> Iterator[tuple[Path, Path]]:
     tmp = cache_dir / f".{name}.{os.getpid()}.tmp"
     for stale in cache_dir.glob(f".{name}.*.tmp"):  # left by a process that died mid-build
         pid = stale.name[len(name) + 2:-len(".tmp")]
-        if stale == tmp or (pid.isdigit() and not _pid_alive(int(pid))):
+        if stale == tmp or (pid.isdigit() and not pid_alive(int(pid))):
             shutil.rmtree(stale, ignore_errors=True)
     tmp.mkdir()
     try:
@@ -107,15 +108,6 @@ def _building(cache_dir: Path, name: str) -> Iterator[tuple[Path, Path]]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _entry_ready(folder: Path) -> bool:
