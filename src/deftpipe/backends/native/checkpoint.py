@@ -6,7 +6,6 @@ so `torch.load(..., weights_only=True)` reads it and a pickle carrying code is r
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import re
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 
 from deftpipe import __version__
+from deftpipe.workspace.io import write_atomic
 from deftpipe.backends.native.model import ArchInfo
 from deftpipe.errors import ContractError
 
@@ -51,19 +51,12 @@ def plain(obj: Any) -> Any:
 
 
 def save_checkpoint(path: Path, payload: Mapping[str, Any]) -> None:
-    """torch.save to a temp file in the same folder, fsync, then rename (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.deftpipe-tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save({"format": FORMAT, "deftpipe_version": __version__, **payload}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    """Serialize in memory, then write atomically (readers never see half a file); checkpoints are small."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, "deftpipe_version": __version__, **payload}, buf)
+    write_atomic(path, buf.getvalue())
 
 
 def load_checkpoint(path: Path | str) -> dict[str, Any]:
