@@ -62,6 +62,20 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.optim.policy": ("cosine", "step", "constant"),
     "train.classify.loss": ("ce", "focal"),
 }
+
+
+def _choices(key: str) -> tuple[str, ...]:
+    """Allowed values of `key`; backbones also include any registered at run time (e.g. a GPU backbone plug-in).
+
+    Only called for a value outside the built-in list, so the common case never imports torch.
+    """
+    if key == "model.backbone.type":
+        from deftpipe.backends.native.model import registered_backbones
+
+        return tuple(dict.fromkeys((*CHOICES[key], *registered_backbones())))
+    return CHOICES[key]
+
+
 POSITIVE_INT_KEYS = (
     "train.num_epochs", "train.checkpoint_interval", "train.validation_interval",
     "dataset.classify.image_width", "dataset.classify.image_height", "dataset.classify.batch_size",
@@ -237,10 +251,10 @@ def validate_spec(spec: Mapping[str, Any], *, source: str = "spec") -> None:
             raise ConfigError(f"{source}: '{key}' must be {want}, got {value!r} ({type(value).__name__}).")
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{source}: '{key}' must be a finite number, got {value!r}.")
-        if key in CHOICES and value not in CHOICES[key]:
-            near = difflib.get_close_matches(str(value), CHOICES[key], n=1)
+        if key in CHOICES and value not in CHOICES[key] and value not in (choices := _choices(key)):
+            near = difflib.get_close_matches(str(value), choices, n=1)
             tip = f" Did you mean '{near[0]}'?" if near else ""
-            raise ConfigError(f"{source}: '{key}' is '{value}'; choose one of {list(CHOICES[key])}.{tip}")
+            raise ConfigError(f"{source}: '{key}' is '{value}'; choose one of {list(choices)}.{tip}")
         if key in POSITIVE_INT_KEYS and value < 1:
             raise ConfigError(f"{source}: '{key}' must be at least 1, got {value}.")
         if key == "train.optim.lr" and not (0 < float(value) < 10):

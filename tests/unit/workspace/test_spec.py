@@ -58,6 +58,16 @@ def test_bad_choice_suggests(tmp_path: Path) -> None:
         load_spec(_write(tmp_path, default_spec()), ["train.optim.optim=admw"])
 
 
+def test_backbone_registered_at_run_time_is_accepted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from deftpipe.backends.native import model
+
+    monkeypatch.setitem(model._BACKBONES, "resnet_plugin", lambda c: model.create_backbone("resnet_tiny", c))
+    path = _write(tmp_path, default_spec())
+    assert load_spec(path, ["model.backbone.type=resnet_plugin"])["model"]["backbone"]["type"] == "resnet_plugin"
+    with pytest.raises(ConfigError, match=r"choose one of .*resnet_plugin.*Did you mean 'resnet_plugin'"):
+        load_spec(path, ["model.backbone.type=resnet_plugn"])
+
+
 def test_checkpoint_interval_beyond_epochs(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"checkpoint_interval \(5\) > train.num_epochs \(2\)"):
         load_spec(_write(tmp_path, default_spec()), ["train.num_epochs=2", "train.checkpoint_interval=5"])
