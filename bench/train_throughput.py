@@ -90,15 +90,19 @@ class _RawModel:
         self.s = s
         arch = ArchInfo(s.backbone, s.difference_module, s.input_mode, n_channels)
         torch.manual_seed(0)
-        self.model = build_model(arch, freeze_backbone=s.freeze_backbone).train()
+        # NHWC like the training loop (train._fit), so the ratio compares the same kernels.
+        self.model = build_model(arch, freeze_backbone=s.freeze_backbone).train().to(memory_format=torch.channels_last)
         self.opt = make_optimizer(self.model, s)
         self.weight = torch.tensor(s.cls_weight)
         h, w = size
         self.batches = []
         for idx in split_batches(torch.arange(n_pairs), s.batch_size):
             b = len(idx)
-            diff = torch.rand(b, 2 * n_channels, h, w) if arch.input_mode == "registered_diff" else None
-            self.batches.append((torch.randn(b, n_channels, h, w), torch.randn(b, n_channels, h, w), diff,
+            cl = torch.channels_last
+            diff = (torch.rand(b, 2 * n_channels, h, w).contiguous(memory_format=cl)
+                    if arch.input_mode == "registered_diff" else None)
+            self.batches.append((torch.randn(b, n_channels, h, w).contiguous(memory_format=cl),
+                                 torch.randn(b, n_channels, h, w).contiguous(memory_format=cl), diff,
                                  torch.randint(0, 2, (b,))))
         self.n_pairs = n_pairs
         self.epoch()  # warm-up

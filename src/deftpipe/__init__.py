@@ -1,7 +1,7 @@
 """deftpipe: AutoML -> DEFT data-improvement loop -> warm-started AutoML for AOI change-detection classifiers."""
 from __future__ import annotations
 
-from deftpipe.api import run_automl, run_deft, run_pipeline
+from deftpipe.api import rerun, run_automl, run_deft, run_pipeline
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "run_automl", "run_deft", "run_pipeline"]
+__all__ = ["__version__", "rerun", "run_automl", "run_deft", "run_pipeline"]

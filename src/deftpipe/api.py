@@ -12,21 +12,40 @@ from typing import Any
 
 
 def run_deft(workspace: Path | str, *, max_iterations: int, resume: Path | str | None = None,
-             accept_regression: bool = False, on_event: Any = None, **settings: Any) -> Any:
-    """Phase 2 alone (trains its own baseline). `settings` are DeftSettings fields (epochs, seed, num_sdg, ...)."""
+             accept_regression: bool = False, on_event: Any = None, log_level: str = "info", **settings: Any) -> Any:
+    """Phase 2 alone (trains its own baseline). `settings` are DeftSettings fields (epochs, seed, num_sdg, ...).
+
+    `log_level` (debug|info|warning|error) sets what the `deftpipe` loggers pass on; RESULTS_DIR/logs/
+    keeps at least info.
+    """
     from deftpipe.deft.context import DeftSettings
     from deftpipe.deft.loop import run_loop
     from deftpipe.deft.run import create_run
+    from deftpipe.ui.runlog import log_level as level_scope
 
-    if resume is not None:
-        return run_loop(Path(resume), accept_regression=accept_regression, on_event=on_event)
-    rd = create_run(DeftSettings(workspace=Path(workspace), max_iterations=max_iterations, **settings))
-    return run_loop(rd, on_event=on_event)
+    with level_scope(log_level):
+        if resume is not None:
+            return run_loop(Path(resume), accept_regression=accept_regression, on_event=on_event)
+        rd = create_run(DeftSettings(workspace=Path(workspace), max_iterations=max_iterations, **settings))
+        return run_loop(rd, on_event=on_event)
 
 
 def run_pipeline(workspace: Path | str, *, max_iterations: int, resume: Path | str | None = None,
-                 accept_regression: bool = False, on_event: Any = None, **settings: Any) -> Any:
-    """All three phases. `settings` are PipelineSettings fields (recommendations, algorithm, epochs, seed, ...)."""
+                 accept_regression: bool = False, on_event: Any = None, log_level: str = "info",
+                 **settings: Any) -> Any:
+    """All three phases. `settings` are PipelineSettings fields (recommendations, algorithm, epochs, seed, ...).
+
+    `log_level` as in `run_deft`. Structured run events: `deftpipe.ui.events.listen(fn)` around the call.
+    """
+    from deftpipe.ui.runlog import log_level as level_scope
+
+    with level_scope(log_level):
+        return _run_pipeline(workspace, max_iterations=max_iterations, resume=resume,
+                             accept_regression=accept_regression, on_event=on_event, **settings)
+
+
+def _run_pipeline(workspace: Path | str, *, max_iterations: int, resume: Path | str | None,
+                  accept_regression: bool, on_event: Any, **settings: Any) -> Any:
     from deftpipe.pipeline import preflight
     from deftpipe.pipeline.run import PipelineSettings, load_config, run_phases, save_config
     from deftpipe.state import new_run_dir
@@ -52,3 +71,10 @@ def run_automl(workspace: Path | str, **kwargs: Any) -> Any:
     from deftpipe.automl import run_automl as _run
 
     return _run(workspace, **kwargs)
+
+
+def rerun(results_dir: Path | str, *, out: Path | str | None = None, on_event: Any = None) -> Any:
+    """Repeat a `run_pipeline` / `run_deft` run into a new folder and compare every number (result.ok, .mismatches)."""
+    from deftpipe.pipeline.rerun import rerun as _rerun
+
+    return _rerun(results_dir, out=out, on_event=on_event)

@@ -46,6 +46,16 @@ class ApprovalNeeded(DeftError):
     exit_code = EXIT_APPROVAL
 
 
+class InsufficientDisk(DeftError):
+    """The pre-flight's free-disk check failed: free space first (or shrink the run); nothing was written."""
+
+
+class ReproductionMismatch(DeftError):
+    """`deftpipe rerun` got numbers that differ from the original run's; a failed check, like a hard stop."""
+
+    exit_code = EXIT_HARD_STOP
+
+
 class StageFailed(DeftError):
     """A hard-stop gate fired inside a stage; the run is marked failed."""
 

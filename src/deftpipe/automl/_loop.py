@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 from deftpipe.automl.objective import TrialContext, TrialOutcome, run_trial
 from deftpipe.automl.space import SearchSpace
 from deftpipe.automl.study import ask_seed, make_sampler
+from deftpipe.faults import fault_point
+from deftpipe.ui import events
 
 if TYPE_CHECKING:
     import optuna
@@ -84,11 +86,26 @@ def enqueue_retry(study: optuna.Study, dead: FrozenTrial) -> None:
     study.enqueue_trial(dict(dead.params), user_attrs=attrs)
 
 
+def tell_outcome(study: optuna.Study, number: int, outcome: TrialOutcome) -> None:
+    """Finish trial `number` as its outcome says; failed and disqualified never get a value that could win."""
+    from optuna.trial import TrialState
+
+    if outcome.state == "complete":
+        study.tell(number, float(outcome.score))  # type: ignore[arg-type]
+    elif outcome.state == "pruned":
+        study.tell(number, state=TrialState.PRUNED)
+    else:
+        study.tell(number, state=TrialState.FAIL)
+
+
 def recover_dead(study: optuna.Study, *, local: bool) -> list[int]:
     """Mark dead trials FAIL and enqueue their retries; returns their numbers.
 
     `local`: this process owns the study (lock held), so every RUNNING trial is dead.
     Otherwise only heartbeat-stale ones are (Optuna's `fail_stale_trials` + callback).
+    A RUNNING trial that already stored its outcome died between that and its tell: it finished
+    its work, so it is told that outcome instead of being retried (a retry would run one trial too
+    few of the search, since the failed original would still count).
     """
     import optuna
     from optuna.trial import TrialState
@@ -101,6 +118,10 @@ def recover_dead(study: optuna.Study, *, local: bool) -> list[int]:
             return sorted({t.number for t in study.get_trials(deepcopy=False) if is_dead(t)} - before)
     dead = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        finished = outcome_of(t)
+        if finished is not None:
+            tell_outcome(study, t.number, finished)
+            continue
         study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
         enqueue_retry(study, t)
         dead.append(t.number)
@@ -221,6 +242,8 @@ class TrialLoop:
                 return bool(trial.should_prune())
 
         beat = _Heartbeat(self.study, trial, enabled=self.settings.heartbeat)
+        events.publish("trial_start", trial=trial_label(trial.number), params=dict(frozen.params), seed=seed,
+                       is_noise_rerun=rerun, n_trials=self.settings.n_trials)
         try:
             outcome = run_trial(self.ctx, trial_dir=self.settings.out_dir / trial_label(trial.number),
                                 params=dict(frozen.params), seed=seed, on_epoch=on_epoch)
@@ -234,13 +257,15 @@ class TrialLoop:
         beat.stop()
         with self._lock:
             trial.set_user_attr("outcome", outcome.to_dict())
-            if outcome.state == "complete":
-                self.study.tell(trial, float(outcome.score))  # type: ignore[arg-type]
-            elif outcome.state == "pruned":
-                self.study.tell(trial, state=TrialState.PRUNED)
-            else:  # failed, disqualified: never a value a sampler or selector could mistake for good
-                self.study.tell(trial, state=TrialState.FAIL)
+            fault_point("trial_end")  # chaos checks: outcome stored, trial still RUNNING (see recover_dead)
+            tell_outcome(self.study, trial.number, outcome)
             self.ran.append(trial.number)
+            n_done = n_finished(self.study.get_trials(deepcopy=False))
+        events.publish("trial_end", trial=trial_label(trial.number), state=outcome.state,
+                       score=outcome.score if outcome.state in ("complete", "disqualified") else None,
+                       metric=(outcome.metric or {}).get("name"), duration_s=outcome.duration_s,
+                       is_noise_rerun=rerun, n_done=n_done,
+                       n_trials=self.settings.n_trials)
         if self.on_trial is not None:
             self.on_trial(self._frozen(trial.number))
 

@@ -27,6 +27,7 @@ from deftpipe.automl.selection import N_RERUNS, Candidate, NoiseDecision, beats_
 from deftpipe.automl.space import ParamSpec, SearchSpace, resolve_space
 from deftpipe.automl.study import MULTI_FIDELITY, check_algorithm, direction_for, fidelity_plan, make_pruner, \
     open_storage, sqlite_url
+from deftpipe.backends.registry import check_keep_checkpoints
 from deftpipe.errors import ConfigError, StageFailed
 from deftpipe.workspace.io import RunLock, write_json_atomic
 from deftpipe.workspace.layout import Workspace
@@ -75,6 +76,7 @@ class AutomlPlan:
     val_labels: Mapping[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     measured_trial_s: float | None = None
+    keep_checkpoints: str = "best_latest"
 
     @property
     def direction(self) -> str:
@@ -91,6 +93,7 @@ class AutomlPlan:
             "algorithm": self.algorithm, "n_trials": self.n_trials, "space": self.space.to_dict(), "seed": self.seed,
             "out_dir": str(self.out_dir), "noise_rerun": self.noise_rerun, "contract": self.contract.to_dict(),
             "warm_start": str(self.warm_start) if self.warm_start else None, "backend": self.backend_ref,
+            "keep_checkpoints": self.keep_checkpoints,
         }
 
     def summary_lines(self) -> list[str]:
@@ -110,7 +113,7 @@ class AutomlPlan:
             f"{N_RERUNS} extra seeds for winner and runner-up when triggered)",
             f"output: {self.out_dir}",
             f"study: {self.study_name} in {_redact(self.storage_url)}" + (" (resume)" if self.resume else ""),
-            f"backend: {self.backend_ref}",
+            f"backend: {self.backend_ref}; checkpoints kept per trial: {self.keep_checkpoints}",
             "time estimate: " + self.estimate_text(),
         ]
         return lines + list(self.notes)
@@ -148,8 +151,12 @@ def _redact(url: str) -> str:
     return redact(url)
 
 
-def resolve_backend(backend: ModelBackend | str | None) -> tuple[ModelBackend, str]:
-    """A backend instance and the reference workers use to build their own ('native' or 'module:factory')."""
+def resolve_backend(backend: ModelBackend | str | None, *,
+                    keep_checkpoints: str = "best_latest") -> tuple[ModelBackend, str]:
+    """A backend instance and the reference workers use to build their own ('native' or 'module:factory').
+
+    `keep_checkpoints` reaches backends built here from a name; an instance passed in keeps its own setting.
+    """
     if backend is None:
         backend = os.environ.get("DEFTPIPE_AUTOML_BACKEND") or "native"
     if isinstance(backend, str):
@@ -160,9 +167,9 @@ def resolve_backend(backend: ModelBackend | str | None) -> tuple[ModelBackend, s
             except (ImportError, AttributeError) as exc:
                 raise ConfigError(f"--backend '{backend}': cannot import factory '{attr}' from '{module}' ({exc}).") from exc
             return factory(), backend
-        from deftpipe.backends import create_backend
+        from deftpipe.backends import create_training_backend
 
-        return create_backend(backend), backend
+        return create_training_backend(backend, keep_checkpoints=keep_checkpoints), backend
     ref = getattr(backend, "backend_ref", None) or getattr(backend, "name", "native")
     return backend, str(ref)
 
@@ -195,7 +202,8 @@ def plan_automl(workspace: Path | str, *, train_csv: Path | str | None = None, v
                 warm_start: Path | str | None = None, seed: int = 0, out_dir: Path | str | None = None,
                 storage: str | None = None, n_jobs: int = 1, noise_rerun: bool = True,
                 contract: MetricContract | None = None, backend_ref: str = "native", overrides: Iterable[str] = (),
-                epochs: int | None = None, resume: bool = False, study_name: str | None = None) -> AutomlPlan:
+                epochs: int | None = None, resume: bool = False, study_name: str | None = None,
+                keep_checkpoints: str = "best_latest") -> AutomlPlan:
     """Validate every input and decide paths; reads the spec, train and validation CSVs, writes nothing."""
     from deftpipe.metrics.contract import default_far_contract
     from deftpipe.workspace.tables import read_samples_csv
@@ -204,6 +212,7 @@ def plan_automl(workspace: Path | str, *, train_csv: Path | str | None = None, v
     if not ws.root.is_dir():
         raise ConfigError(f"--workspace {ws.root}: folder not found; create it with `deftpipe init`.")
     algorithm = check_algorithm(algorithm)
+    check_keep_checkpoints(keep_checkpoints)
     if n_trials < 1:
         raise ConfigError(f"--recommendations must be at least 1, got {n_trials}.")
     if n_jobs < 1:
@@ -262,10 +271,27 @@ def plan_automl(workspace: Path | str, *, train_csv: Path | str | None = None, v
         noise_rerun=bool(noise_rerun), contract=contract, warm_start=ws_start, backend_ref=backend_ref,
         resume=resume, n_train_rows=len(train_rows), n_val_rows=len(val_rows),
         val_labels={str(k): int(v) for k, v in val_labels.items()}, notes=tuple(notes),
+        keep_checkpoints=keep_checkpoints,
     )
+    _check_disk(plan)
     if resume or not local:
         plan = _check_existing(plan)
     return plan
+
+
+def _check_disk(plan: AutomlPlan) -> None:
+    """Refuse a study that would not fit on the disk of its output folder (before anything is written)."""
+    from deftpipe.workspace import disk
+
+    n_trainings = plan.n_trials + (2 * N_RERUNS if plan.noise_rerun else 0)
+    lights = get(plan.base_spec, "dataset.classify.input_map") or {"": 0}
+    need = disk.estimate_bytes(
+        n_rows=plan.n_train_rows + plan.n_val_rows,
+        image_bytes=disk.sample_image_bytes(plan.images_dir, str(get(plan.base_spec, "dataset.classify.image_ext")),
+                                            len(lights)),
+        n_trainings=n_trainings, checkpoints_each=disk.checkpoints_per_training(plan.keep_checkpoints, plan.max_epochs))
+    disk.require_free_disk(plan.out_dir, need, command="automl",
+                           smaller="fewer --recommendations, --noise-rerun off, --keep-checkpoints best_latest")
 
 
 def _check_existing(plan: AutomlPlan) -> AutomlPlan:
@@ -324,6 +350,7 @@ def plan_from_attrs(attrs: Mapping[str, Any], *, storage_url: str, study_name: s
         storage_url=storage_url, local_storage=False, study_name=study_name, n_jobs=n_jobs,
         noise_rerun=bool(cfg["noise_rerun"]), contract=MetricContract.from_dict(cfg["contract"]),
         warm_start=remap(cfg.get("warm_start")), backend_ref=backend_ref or cfg.get("backend", "native"),
+        keep_checkpoints=str(cfg.get("keep_checkpoints") or "best_latest"),  # studies made before the key
     )
 
 
@@ -362,6 +389,20 @@ def _progress_fn(progress: bool | ProgressFn) -> ProgressFn | None:
     return line
 
 
+def trial_progress(progress: Any, n_trials: int) -> Callable[[dict[str, Any]], None]:
+    """A trial callback that drives a `ProgressFn(done, total, message)` by trials done out of `n_trials`."""
+    done = [0]
+
+    def on_trial(row: dict[str, Any]) -> None:
+        if not row["is_noise_rerun"]:
+            done[0] += 1
+        score = "—" if row["score"] is None else f"{row['score']:.4g}"
+        kind = "noise re-run " if row["is_noise_rerun"] else ""
+        progress(min(done[0], n_trials), n_trials, f"{kind}{row['rec_id']} {row['state']} score={score}")
+
+    return on_trial
+
+
 def execute(plan: AutomlPlan, *, backend: ModelBackend | None = None, progress: bool | ProgressFn = True,
             device: str = "auto", evaluate: Any = None) -> AutomlResult:
     """Run the study described by `plan` to completion and write the outputs."""
@@ -369,7 +410,7 @@ def execute(plan: AutomlPlan, *, backend: ModelBackend | None = None, progress: 
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if backend is None:
-        backend, _ = resolve_backend(plan.backend_ref)
+        backend, _ = resolve_backend(plan.backend_ref, keep_checkpoints=plan.keep_checkpoints)
     plan.out_dir.mkdir(parents=True, exist_ok=True)
     lock = RunLock(plan.out_dir / ".automl.lock") if plan.local_storage else None
     if lock is not None:
@@ -529,7 +570,7 @@ def run_automl(workspace: Path | str, *, train_csv: Path | str | None = None, va
                contract: MetricContract | None = None, backend: ModelBackend | str | None = None,
                overrides: Iterable[str] = (), epochs: int | None = None, progress: bool | ProgressFn = True,
                resume: bool = False, space_file: Path | str | None = None, study_name: str | None = None,
-               device: str = "auto") -> AutomlResult:
+               device: str = "auto", keep_checkpoints: str = "best_latest") -> AutomlResult:
     """Hyperparameter search scored on the validation CSV by the metric contract (SPEC §6).
 
     Example:
@@ -540,10 +581,12 @@ def run_automl(workspace: Path | str, *, train_csv: Path | str | None = None, va
         ConfigError: bad names, ranges, paths, or a resume whose settings differ.
         StageFailed: no trial produced an eligible result.
     """
-    instance, ref = resolve_backend(backend)
+    check_keep_checkpoints(keep_checkpoints)
+    instance, ref = resolve_backend(backend, keep_checkpoints=keep_checkpoints)
     plan = plan_automl(workspace, train_csv=train_csv, val_csv=val_csv, algorithm=algorithm, n_trials=n_trials,
                        space=space, space_file=space_file, pins=pins, warm_start=warm_start, seed=seed,
                        out_dir=out_dir, storage=storage, n_jobs=n_jobs, noise_rerun=noise_rerun, contract=contract,
-                       backend_ref=ref, overrides=overrides, epochs=epochs, resume=resume, study_name=study_name)
+                       backend_ref=ref, overrides=overrides, epochs=epochs, resume=resume, study_name=study_name,
+                       keep_checkpoints=keep_checkpoints)
     return execute(plan, backend=instance, progress=progress, device=device)
 

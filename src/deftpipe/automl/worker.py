@@ -61,7 +61,8 @@ def run_worker(storage: str, study_name: str, *, workspace: Path | str | None = 
     ref = backend if isinstance(backend, str) else None
     plan = plan_from_attrs(attrs, storage_url=storage, study_name=study_name, workspace=workspace, out_dir=out_dir,
                            n_jobs=n_jobs, backend_ref=ref)
-    instance, _ = resolve_backend(backend if backend is not None else plan.backend_ref)
+    instance, _ = resolve_backend(backend if backend is not None else plan.backend_ref,
+                                  keep_checkpoints=plan.keep_checkpoints)
     study = open_study(plan, create=False)
     settings = LoopSettings(n_trials=plan.n_trials, algorithm=plan.algorithm, seed=plan.seed, space=plan.space,
                             direction=plan.direction, out_dir=plan.out_dir, max_epochs=plan.max_epochs,

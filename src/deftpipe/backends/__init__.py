@@ -7,9 +7,16 @@ from deftpipe.backends.base import (
     TrainRequest,
     TrainResult,
 )
-from deftpipe.backends.registry import create_backend, register_backend, registered_backends
+from deftpipe.backends.registry import (
+    KEEP_CHECKPOINTS,
+    create_backend,
+    create_training_backend,
+    register_backend,
+    registered_backends,
+)
 
 __all__ = [
+    "KEEP_CHECKPOINTS",
     "EmbedRequest",
     "InferRequest",
     "InferResult",
@@ -17,6 +24,7 @@ __all__ = [
     "TrainRequest",
     "TrainResult",
     "create_backend",
+    "create_training_backend",
     "register_backend",
     "registered_backends",
 ]

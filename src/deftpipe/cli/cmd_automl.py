@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from deftpipe.cli.app import app, console, echo, guarded, is_interactive
+from deftpipe.cli.app import JsonOpt, LogLevelOpt, Session, app, console, echo, guarded, is_interactive, prompt, session
 
 
 def _table(rows: list[dict[str, Any]], *, n_trials: int, started: float) -> Any:
@@ -43,7 +43,7 @@ def _approve(yes: bool, summary: str) -> None:
     if not is_interactive():
         raise ApprovalNeeded("automl: nothing was started or written; approval needed.",
                              hint="Re-run with --yes to approve non-interactively, or run it in a terminal and type go.")
-    answer = typer.prompt("Type 'go' to start (anything else cancels)", default="", show_default=False)
+    answer = prompt("Type 'go' to start (anything else cancels)")
     if answer.strip().lower() != "go":
         raise ApprovalNeeded("automl: cancelled at the approval prompt; nothing was started or written.")
 
@@ -70,16 +70,23 @@ def automl_cmd(
     backend: Annotated[str, typer.Option("--backend", help="Backend name or module:factory.")] = "native",
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda")] = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Continue the study in --out (or the latest one).")] = False,
+    keep_checkpoints: Annotated[str, typer.Option(
+        "--keep-checkpoints", help="best_latest (best_val + latest per trial) or all.")] = "best_latest",
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve without asking.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No trial table or progress lines.")] = False,
+    json_out: JsonOpt = False,
+    log_level: LogLevelOpt = "info",
 ) -> None:
     """Hyperparameter search scored on the validation set; writes best_rec.json, trials.csv and the winning checkpoint."""
 
-    def body() -> None:
+    def body(s: Session) -> None:
         from rich.live import Live
 
-        from deftpipe.automl.runner import execute, plan_automl, resolve_backend
+        from deftpipe.automl.runner import execute, plan_automl, resolve_backend, trial_progress
         from deftpipe.automl.space import parse_pin
         from deftpipe.errors import ConfigError
+        from deftpipe.ui import events
+        from deftpipe.ui.runlog import run_log
 
         if noise_rerun not in ("on", "off"):
             raise ConfigError(f"--noise-rerun '{noise_rerun}': choose on or off.")
@@ -88,24 +95,45 @@ def automl_cmd(
                            n_trials=recommendations, space=list(param) or None, space_file=space, pins=pins,
                            warm_start=warm_start, seed=seed, out_dir=out, storage=storage, n_jobs=n_jobs,
                            noise_rerun=noise_rerun == "on", backend_ref=backend, overrides=override, epochs=epochs,
-                           resume=resume, study_name=study_name)
+                           resume=resume, study_name=study_name, keep_checkpoints=keep_checkpoints)
         summary = "\n".join(f"  {line}" for line in plan.summary_lines())
-        echo("[bold]AutoML pre-launch summary[/]\n" + summary)
+        if s.verbose or not yes:  # the plan must be on screen when someone is asked to approve it
+            echo("[bold]AutoML pre-launch summary[/]\n" + summary)
         _approve(yes, summary)
-        instance, _ = resolve_backend(backend)
+        instance, _ = resolve_backend(backend, keep_checkpoints=keep_checkpoints)
+        # RESULTS_DIR/logs/ for the default out (results/run_<UTC>/automl_phase1), else <out>/logs/.
+        out_dir = plan.out_dir
+        s.results_dir = out_dir.parent if out_dir.name in ("automl_phase1", "final_automl") else out_dir
         rows: list[dict[str, Any]] = []
         started = time.monotonic()
-        with Live(_table(rows, n_trials=plan.n_trials, started=started), console=console,
-                  refresh_per_second=2, transient=False) as live:
-            def on_trial(row: dict[str, Any]) -> None:
-                rows.append(row)
-                live.update(_table(rows, n_trials=plan.n_trials, started=started))
+        with run_log(s.results_dir, s.say) as say, events.scope(phase="automl"):
+            events.publish("run_start", results_dir=s.results_dir, out_dir=out_dir, n_trials=plan.n_trials,
+                           algorithm=plan.algorithm, resumed=resume)
+            say(f"AutoML: {plan.n_trials} trial(s), {plan.algorithm}; output {out_dir}")
+            if console.is_terminal and s.verbose and not quiet and not s.json:
+                with Live(_table(rows, n_trials=plan.n_trials, started=started), console=console,
+                          refresh_per_second=2, transient=False) as live:
+                    def on_trial(row: dict[str, Any]) -> None:
+                        rows.append(row)
+                        live.update(_table(rows, n_trials=plan.n_trials, started=started))
 
-            result = execute(plan, backend=instance, progress=on_trial, device=device)
-        echo(f"AutoML best {result.rec_id}: {plan.contract.name} = {result.score:.6g}{plan.contract.unit} "
-             f"({plan.direction}); best_rec: {result.best_rec_path}")
+                    result = execute(plan, backend=instance, progress=on_trial, device=device)
+            else:  # plain lines off a terminal; milestone events only under --json / --quiet
+                counter = trial_progress(s.progress_factory("automl · trials"), plan.n_trials)
+                result = execute(plan, backend=instance, progress=counter, device=device)
+            line = (f"AutoML best {result.rec_id}: {plan.contract.name} = {result.score:.6g}{plan.contract.unit} "
+                    f"({plan.direction}); best_rec: {result.best_rec_path}")
+            say(line)
+        if not s.verbose:
+            echo(line)  # the one result line survives --log-level warning
+        s.result.update(best_rec_id=result.rec_id, metric=plan.contract.name, score=result.score,
+                        direction=plan.direction, best_rec_path=result.best_rec_path)
 
-    guarded(body)
+    def in_session() -> None:
+        with session("automl", json_mode=json_out, log_level=log_level, quiet=quiet) as s:
+            body(s)
+
+    guarded(in_session)
 
 
 @app.command("automl-worker")

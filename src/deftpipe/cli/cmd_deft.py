@@ -7,7 +7,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from deftpipe.cli.app import app, console, echo, guarded, is_interactive
+from deftpipe.cli.app import JsonOpt, LogLevelOpt, Session, app, console, echo, guarded, is_interactive, prompt, session
+from deftpipe.ui import events
 
 
 def approve(summary_printed: bool, yes: bool) -> None:
@@ -18,18 +19,9 @@ def approve(summary_printed: bool, yes: bool) -> None:
         return
     if not is_interactive():
         raise ApprovalNeeded("approval needed: nothing was written. Re-run with --yes to approve the plan above.")
-    answer = typer.prompt("Type 'go' to start (anything else aborts)", default="", show_default=False)
+    answer = prompt("Type 'go' to start (anything else aborts)")
     if answer.strip().lower() != "go":
         raise ApprovalNeeded("not approved; nothing was written.")
-
-
-def progress_factory(quiet: bool) -> Any:
-    """Throttled plain progress lines for training / inference inside each stage (None when quiet)."""
-    if quiet:
-        return None
-    from deftpipe.ui.progress import make_progress
-
-    return lambda label: make_progress(label)
 
 
 @app.command("deft")
@@ -52,8 +44,12 @@ def deft_cmd(
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue this run directory.")] = None,
     accept_regression: Annotated[bool, typer.Option("--accept-regression", help="Clear a regression halt.")] = False,
     until: Annotated[str | None, typer.Option("--until", help="Stop after this stage (e.g. rca).")] = None,
+    keep_checkpoints: Annotated[str | None, typer.Option(
+        "--keep-checkpoints", help="best_latest (default: best_val + latest per training) or all.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve the pre-flight without asking.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only one line per stage (no progress lines).")] = False,
+    json_out: JsonOpt = False,
+    log_level: LogLevelOpt = "info",
     backend: Annotated[str, typer.Option("--backend", hidden=True,
                                          help="Registered model backend (tests and plug-ins).")] = "native",
 ) -> None:
@@ -61,21 +57,27 @@ def deft_cmd(
     from deftpipe.deft.context import DeftSettings
     from deftpipe.deft.loop import run_loop
 
+    def finish(s: Session, out: Any) -> None:
+        s.result.update(run_status=out.status, stop_reason=out.stop_reason, deliverable=out.best_iteration)
+        s.say(f"DEFT {out.status}: stop reason {out.stop_reason}, deliverable {out.best_iteration}.")
+        echo(f"Run directory: {out.results_dir}")
+
     if resume is not None:
-        def body_resume() -> None:
+        def body_resume(s: Session) -> None:
             from deftpipe.state import read_state
 
             state = read_state(resume)
-            echo(f"Resuming {Path(resume).resolve()} — last events:")
+            s.results_dir = Path(resume).resolve()
+            s.say(f"Resuming {s.results_dir} — last events:")
             for ev in state.events[-5:]:
-                echo(f"  #{ev.seq} {ev.iter}/{ev.stage} {ev.status}: {ev.summary}")
-            out = run_loop(Path(resume), accept_regression=accept_regression, until=until, on_event=echo,
-                           progress_factory=progress_factory(quiet))
-            echo(f"Run directory: {out.results_dir}")
-        guarded(body_resume)
+                s.say(f"  #{ev.seq} {ev.iter}/{ev.stage} {ev.status}: {ev.summary}")
+            events.publish("run_start", results_dir=s.results_dir, resumed=True)
+            finish(s, run_loop(Path(resume), accept_regression=accept_regression, until=until, on_event=s.say,
+                               progress_factory=s.progress_factory))
+        guarded(lambda: _in_session(body_resume, json_out, log_level, quiet))
         return
 
-    def body() -> None:
+    def body(s: Session) -> None:
         from deftpipe.deft.preflight import build_preflight
         from deftpipe.deft.run import create_run
         from deftpipe.errors import ConfigError
@@ -89,7 +91,8 @@ def deft_cmd(
         given: dict[str, object] = {"spec_path": spec, "kpi_target_pct": kpi_target, "num_sdg": num_sdg,
                                     "sdg_base": sdg_base, "mining_top_k": mining_top_k, "rca_top_k": rca_top_k,
                                     "min_similarity": min_similarity, "epochs": epochs, "seed": seed,
-                                    "embedder": embedder, "finetune_lr_scale": finetune_lr_scale}
+                                    "embedder": embedder, "finetune_lr_scale": finetune_lr_scale,
+                                    "keep_checkpoints": keep_checkpoints}
         chosen = {k: v for k, v in given.items() if v is not None}
         settings = DeftSettings(workspace=workspace, max_iterations=max_iterations, overrides=tuple(override),
                                 backend=backend, **chosen)
@@ -99,17 +102,23 @@ def deft_cmd(
             table.add_column(col)
         for row in pf.rows:
             table.add_row(*row)
-        console.print(table)
-        for gate in pf.gates:
-            echo(f"  gate: {gate}")
+        if s.verbose or not yes:  # the plan must be on screen when someone is asked to approve it
+            console.print(table)
+            for gate in pf.gates:
+                echo(f"  gate: {gate}")
         approve(True, yes)
         rd = create_run(settings)
         from deftpipe.workspace.io import write_text_atomic
 
         write_text_atomic(rd / "preflight.md", pf.to_markdown())
+        s.results_dir = rd
         echo(f"Run directory: {rd}")
-        out = run_loop(rd, until=until, on_event=echo, progress_factory=progress_factory(quiet))
-        echo(f"DEFT {out.status}: stop reason {out.stop_reason}, deliverable {out.best_iteration}.")
-        echo(f"Run directory: {rd}")
+        events.publish("run_start", results_dir=rd, resumed=False)
+        finish(s, run_loop(rd, until=until, on_event=s.say, progress_factory=s.progress_factory))
 
-    guarded(body)
+    guarded(lambda: _in_session(body, json_out, log_level, quiet))
+
+
+def _in_session(body: Any, json_out: bool, log_level: str, quiet: bool) -> None:
+    with session("deft", json_mode=json_out, log_level=log_level, quiet=quiet) as s, events.scope(phase="deft"):
+        body(s)

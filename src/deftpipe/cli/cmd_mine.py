@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -12,7 +12,7 @@ from deftpipe.cli.app import app, echo, guarded
 def mine_standalone(*, workspace: Path, gaps: Path, out: Path, pool: Path | None, checkpoint: Path | None,
                     frozen: bool, top_k: int, min_similarity: float, ann: bool, history: Path | None,
                     update_history: bool, sdg: Path | None, mining_images_root: Path | None,
-                    cache_dir: Path | None, all_labels: bool) -> str:
+                    cache_dir: Path | None, all_labels: bool, progress: Any = None) -> str:
     """Build layout, protected sets, history and embedder from the workspace, mine, write, return one line."""
     import pandas as pd
 
@@ -64,14 +64,15 @@ def mine_standalone(*, workspace: Path, gaps: Path, out: Path, pool: Path | None
     embedder: Embedder
     if frozen:
         embedder = FrozenEmbedder(workspace_root=ws.root, lights=layout.lights, image_ext=layout.image_ext,
-                                  cache_dir=cache)
+                                  cache_dir=cache, progress=progress)
     elif checkpoint is not None:
         from deftpipe.backends import create_backend
 
-        embedder = CheckpointEmbedder(create_backend("native"), checkpoint, ws.root, cache)
+        embedder = CheckpointEmbedder(create_backend("native"), checkpoint, ws.root, cache, progress=progress)
     cfg = MiningConfig(top_k_per_target=top_k, min_similarity=min_similarity, filter_by_label=not all_labels,
                        approximate=ann, layout=layout)
-    result = run_mining(gap_rows, pool_rows, embedder=embedder, cfg=cfg, history=hist, protected=protected)
+    result = run_mining(gap_rows, pool_rows, embedder=embedder, cfg=cfg, history=hist, protected=protected,
+                        progress=progress)
     sdg_rows = read_samples_csv(sdg, allow_empty=True) if sdg is not None else None
     write_mining_outputs(result, out, sdg_rows=sdg_rows)
     if update_history and history is not None and result.n_mined:
@@ -107,8 +108,14 @@ def mine_cmd(
     all_labels: Annotated[bool, typer.Option("--all-labels", help="Search every label (filter_by_label off).")] = False,
 ) -> None:
     """Mine real pool rows similar to weak KPI samples; writes mining_pool.csv, knn_summary.csv, embeddings."""
-    line = guarded(lambda: mine_standalone(
-        workspace=workspace, gaps=gaps, out=out, pool=pool, checkpoint=checkpoint, frozen=frozen, top_k=top_k,
-        min_similarity=min_similarity, ann=ann, history=history, update_history=update_history, sdg=sdg,
-        mining_images_root=mining_images_root, cache_dir=cache_dir, all_labels=all_labels))
-    echo(line)
+    from deftpipe.ui.progress import progress_reporter
+
+    def body() -> str:
+        with progress_reporter("mine") as progress:  # embedding + k-NN: a bar on a terminal, lines otherwise
+            return mine_standalone(
+                workspace=workspace, gaps=gaps, out=out, pool=pool, checkpoint=checkpoint, frozen=frozen,
+                top_k=top_k, min_similarity=min_similarity, ann=ann, history=history, update_history=update_history,
+                sdg=sdg, mining_images_root=mining_images_root, cache_dir=cache_dir, all_labels=all_labels,
+                progress=progress)
+
+    echo(guarded(body))

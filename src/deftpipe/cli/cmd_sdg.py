@@ -12,7 +12,7 @@ from deftpipe.cli.app import app, echo, guarded
 
 def run_sdg_command(workspace: Path, gaps: Path, iter_dir: Path, *, train_csv: Path | None = None,
                     train_images_dir: Path | None = None, num_sdg: int = 20, sdg_base: str = "test", seed: int = 0,
-                    generic_fallback: bool = True) -> Any:
+                    generic_fallback: bool = True, progress: Any = None) -> Any:
     """Resolve the CLI arguments against the workspace, run the engine, return its SdgResult."""
     import pandas as pd
 
@@ -55,7 +55,8 @@ def run_sdg_command(workspace: Path, gaps: Path, iter_dir: Path, *, train_csv: P
     cfg = SdgConfig(num_sdg=num_sdg, base=sdg_base, seed=seed, iteration=int(m.group(1)),
                     generic_fallback=generic_fallback)
     return run_sdg(gaps_df, train_rows, workspace_root=ws.root, train_images_dir=images_dir,
-                   lights=settings.lights, image_ext=settings.image_ext, iter_dir=iter_path, run_rel=run_rel, cfg=cfg)
+                   lights=settings.lights, image_ext=settings.image_ext, iter_dir=iter_path, run_rel=run_rel, cfg=cfg,
+                   progress=progress)
 
 
 def summary_line(result: Any, iter_dir: Path) -> str:
@@ -85,7 +86,12 @@ def sdg_cmd(
                                                    help="Allow CutPaste for labels without a specific generator.")] = True,
 ) -> None:
     """Generate synthetic defects for routed RCA gaps and stage them under ITER_DIR."""
-    result = guarded(lambda: run_sdg_command(workspace, gaps, iter_dir, train_csv=train_csv,
-                                             train_images_dir=train_images_dir, num_sdg=num_sdg, sdg_base=sdg_base,
-                                             seed=seed, generic_fallback=generic_fallback))
-    echo(summary_line(result, iter_dir))
+    from deftpipe.ui.progress import progress_reporter
+
+    def body() -> Any:
+        with progress_reporter("sdg") as progress:
+            return run_sdg_command(workspace, gaps, iter_dir, train_csv=train_csv, train_images_dir=train_images_dir,
+                                   num_sdg=num_sdg, sdg_base=sdg_base, seed=seed, generic_fallback=generic_fallback,
+                                   progress=progress)
+
+    echo(summary_line(guarded(body), iter_dir))

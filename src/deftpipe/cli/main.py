@@ -4,7 +4,10 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from deftpipe.cli.app import app
+import typer
+
+from deftpipe.cli.app import app, guarded
+from deftpipe.faults import armed
 
 
 def _load_commands() -> None:
@@ -16,6 +19,11 @@ def _load_commands() -> None:
 
 
 def main() -> None:
+    # A malformed DEFTPIPE_FAULT fails here, exit 2, before anything is written (not inside a stage).
+    try:
+        guarded(armed)
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
     _load_commands()
     app()
 

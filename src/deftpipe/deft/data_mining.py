@@ -37,17 +37,18 @@ def _history(ctx: RunContext, store: StateStore, label: str, train_rows: pd.Data
     return history
 
 
-def _embedder(ctx: RunContext, store: StateStore, cache_dir: Path) -> Any:
+def _embedder(ctx: RunContext, store: StateStore, cache_dir: Path, progress: Any = None) -> Any:
     from deftpipe.deft.steps import _backend, best_so_far
     from deftpipe.mining import CheckpointEmbedder, FrozenEmbedder
 
     s = ctx.image_settings
     if str(ctx.config.get("embedder", "checkpoint")) == "frozen":
         return FrozenEmbedder(workspace_root=ctx.workspace_root, lights=s.lights, image_ext=s.image_ext,
-                              cache_dir=cache_dir, seed=ctx.seed)
+                              cache_dir=cache_dir, seed=ctx.seed, progress=progress)
     best = best_so_far(ctx, store.document)
     ckpt = Path(store.document["iterations"][best]["best_ckpt_path"])
-    return CheckpointEmbedder(_backend(ctx), ckpt, ctx.workspace_root, cache_dir, device=ctx.device)
+    return CheckpointEmbedder(_backend(ctx), ckpt, ctx.workspace_root, cache_dir, device=ctx.device,
+                              progress=progress)
 
 
 def run_data_mining(ctx: RunContext, store: StateStore, label: str, progress: Any) -> Any:
@@ -84,9 +85,9 @@ def run_data_mining(ctx: RunContext, store: StateStore, label: str, progress: An
         prev_summary = iter_dir.parent / iteration_label(n - 1) / "mining_filter" / "knn_summary.csv"
         if prev_summary.exists():
             previous_summary = pd.read_csv(prev_summary)
-    embedder = _embedder(ctx, store, ctx.cache_dir / "embeddings") if len(gaps) else None
+    embedder = _embedder(ctx, store, ctx.cache_dir / "embeddings", progress) if len(gaps) else None
     result = run_mining(gaps, pool, embedder=embedder, cfg=cfg, history=history, protected=protected,
-                        previous_summary=previous_summary)
+                        previous_summary=previous_summary, progress=progress)
     if result.skipped and (sdg_rows is None or sdg_rows.empty):
         # The engine leaves a skip alone (routing usually guarantees SDG rows), but SDG can skip too
         # (num_sdg = 0, no PASS pair to paint on): then the merge would retrain on an unchanged dataset.

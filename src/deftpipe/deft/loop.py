@@ -22,6 +22,7 @@ from deftpipe.deft.context import RunContext
 from deftpipe.errors import RegressionHalt, StageFailed
 from deftpipe.state import StateStore
 from deftpipe.state.stages import iteration_number, normalize_stage
+from deftpipe.ui import events
 
 # on_event(line) — one human status line per committed stage.
 EventFn = Callable[[str], None]
@@ -33,7 +34,9 @@ def refresh_report(results_dir: Path) -> None:
     try:
         from deftpipe.report import render_report
 
+        started = time.monotonic()
         render_report(results_dir)
+        log.debug("DEFT_Loop_Report.html refreshed in %.2fs", time.monotonic() - started)
     except Exception:  # noqa: BLE001 - the report is a view, the state is the truth
         log.warning("DEFT_Loop_Report.html not refreshed", exc_info=True)
 
@@ -86,6 +89,8 @@ def run_loop(results_dir: Path, *, accept_regression: bool = False, until: str |
             if nxt is None:
                 break
             label, stage = nxt
+            events.publish("stage_start", iter=label, stage=stage)
+            log.debug("stage %s/%s starting", label, stage)
             if stage == "loop_stop":
                 started = time.monotonic()
                 reason, best_label, artifacts = steps.finalize(ctx, store)

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from deftpipe.backends.registry import check_keep_checkpoints
 from deftpipe.deft.context import DeftSettings
 from deftpipe.errors import ContractError
+from deftpipe.workspace import disk
 from deftpipe.workspace.layout import Workspace
 from deftpipe.workspace.spec import get, load_spec
 from deftpipe.workspace.validate import WorkspaceReport, validate_workspace
@@ -39,6 +41,7 @@ def build_preflight(settings: DeftSettings, *, given: set[str]) -> Preflight:
 
     ws = Workspace.at(settings.workspace)
     check_backend(settings.backend)
+    check_keep_checkpoints(settings.keep_checkpoints)
     pf = Preflight()
     report = validate_workspace(ws.root, spec_overrides(settings))
     pf.report = report
@@ -58,6 +61,7 @@ def build_preflight(settings: DeftSettings, *, given: set[str]) -> Preflight:
         if f.name == "epochs" and value is None:
             value, source = get(spec, "train.num_epochs"), "spec"
         pf.rows.append((f.name, str(value), source))
+    pf.rows.append(("free disk", _disk_check(ws, settings, spec, report), "check"))
     for key in ("train.optim.lr", "train.optim.optim", "dataset.classify.batch_size", "model.backbone.type",
                 "model.classify.input_mode"):
         pf.rows.append((key, str(get(spec, key)), "user" if any(o.startswith(key + "=") for o in settings.overrides)
@@ -70,3 +74,18 @@ def build_preflight(settings: DeftSettings, *, given: set[str]) -> Preflight:
         "an input file changed since approval (hard stop on resume)",
     ]
     return pf
+
+
+def _disk_check(ws: Workspace, settings: DeftSettings, spec: dict[str, Any], report: WorkspaceReport) -> str:
+    """Refuse (InsufficientDisk) when the loop would not fit on the disk; else the pre-flight's free-disk value."""
+    n_rows = sum(t.n_rows for t in report.tables if t.name != "mining_pool")
+    epochs = settings.epochs or int(get(spec, "train.num_epochs"))
+    need = disk.estimate_bytes(
+        n_rows=n_rows, image_bytes=disk.sample_image_bytes(ws.images_dir, str(get(spec, "dataset.classify.image_ext")),
+                                                          len(report.lights)),
+        n_trainings=settings.max_iterations + 1,
+        checkpoints_each=disk.checkpoints_per_training(settings.keep_checkpoints, epochs),
+        n_sdg=settings.max_iterations * settings.num_sdg)
+    free, _ = disk.require_free_disk(ws.results_root, need, command="deft",
+                                     smaller="fewer --max-iterations / --num-sdg, --keep-checkpoints best_latest")
+    return disk.describe(free, need)

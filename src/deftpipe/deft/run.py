@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from deftpipe.backends.registry import check_keep_checkpoints
 from deftpipe.deft.context import INPUTS_DIR, DeftSettings
 from deftpipe.deft.data_merge import rebase
 from deftpipe.errors import ConfigError
@@ -64,6 +65,7 @@ def create_run(settings: DeftSettings, *, results_dir: Path | None = None) -> Pa
     if not 0 < settings.finetune_lr_scale <= 10:
         raise ConfigError(f"--finetune-lr-scale must be in (0, 10], got {settings.finetune_lr_scale}.")
     check_backend(settings.backend)
+    check_keep_checkpoints(settings.keep_checkpoints)
     spec_path = Path(settings.spec_path).resolve() if settings.spec_path else ws.spec_path
     overrides = spec_overrides(settings)
     spec = load_spec(spec_path, overrides)
@@ -103,5 +105,5 @@ def create_run(settings: DeftSettings, *, results_dir: Path | None = None) -> Pa
     store.record_input_digests(digest_files(list(files.values())))
     write_provenance(rd, inputs=files, seed=settings.seed,
                      resolved_config={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
-                     command=list(sys.argv))
+                     command=list(sys.argv), with_torch=settings.backend == "native")
     return rd

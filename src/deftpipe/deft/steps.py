@@ -22,6 +22,7 @@ from deftpipe.deft import train as train_stage
 from deftpipe.deft.context import RunContext
 from deftpipe.errors import ContractError, RegressionHalt, StageFailed
 from deftpipe.state import StateStore
+from deftpipe.faults import fault_point
 from deftpipe.state.stages import iteration_label, iteration_number
 from deftpipe.workspace.io import write_csv_atomic, write_json_atomic, write_parquet_atomic, write_text_atomic
 from deftpipe.workspace.layout import PASS_LABEL
@@ -47,9 +48,11 @@ def _fresh(path: Path) -> Path:
 
 
 def _backend(ctx: RunContext) -> Any:
-    from deftpipe.backends import create_backend
+    from deftpipe.backends import create_training_backend
 
-    return create_backend(str(ctx.config.get("backend") or "native"))
+    # Runs made before the key existed kept best_val + latest, the backend default.
+    return create_training_backend(str(ctx.config.get("backend") or "native"),
+                                   keep_checkpoints=str(ctx.config.get("keep_checkpoints") or "best_latest"))
 
 
 def _iter_record(store: StateStore, label: str) -> dict[str, Any]:
@@ -290,7 +293,8 @@ def step_sdg(ctx: RunContext, store: StateStore, label: str, progress: Any) -> S
                     iteration=n)
     try:
         res = run_sdg(gaps, train_rows, workspace_root=ctx.workspace_root, train_images_dir=ctx.workspace_root,
-                      lights=s.lights, image_ext=s.image_ext, iter_dir=iter_dir, run_rel=ctx.run_rel, cfg=cfg)
+                      lights=s.lights, image_ext=s.image_ext, iter_dir=iter_dir, run_rel=ctx.run_rel, cfg=cfg,
+                      progress=progress)
     except ContractError as exc:
         raise StageFailed("sdg", exc.message, hint=exc.hint) from exc
     if res.skipped:
@@ -342,6 +346,7 @@ def step_data_merge(ctx: RunContext, store: StateStore, label: str, progress: An
                           hint="Remove the offending rows from the mining pool and start a new run.")
         raise exc
     write_csv_atomic(combined_path, merged.combined)
+    fault_point("csv_merge")  # chaos checks: the combined CSV without its provenance; the restart clears both
     write_csv_atomic(prov_path, merged.provenance)
     by_origin = merged.provenance["origin"].value_counts()
     return StepResult(

@@ -87,7 +87,7 @@ SPLITS: tuple[SplitPlan, ...] = (
 
 @dataclass(frozen=True)
 class ScaleConfig:
-    """Pairs per split and the image size of one demo scale (the holdout set has the KPI set's size)."""
+    """Pairs per split, image size and training schedule of one demo scale (holdout has the KPI set's size)."""
 
     name: str
     image_size: int
@@ -95,6 +95,7 @@ class ScaleConfig:
     n_val: int
     n_kpi: int
     n_pool: int
+    num_epochs: int | None = None  # train.num_epochs of the generated spec; None keeps the template's
 
     def n_rows(self, split: str) -> int:
         return {"train": self.n_train, "val": self.n_val, "kpi": self.n_kpi, "holdout": self.n_kpi,
@@ -108,7 +109,8 @@ class ScaleConfig:
 SCALES: Mapping[str, ScaleConfig] = MappingProxyType({
     "tiny": ScaleConfig("tiny", 32, 120, 40, 60, 60),
     "small": ScaleConfig("small", 64, 400, 120, 200, 300),
-    "medium": ScaleConfig("medium", 64, 1500, 400, 600, 2000),
+    # 3 epochs: `make demo` (5 + 5 trials, 2 DEFT iterations) must finish in 8 minutes on 2 CPU cores (SPEC §7).
+    "medium": ScaleConfig("medium", 64, 1500, 400, 600, 2000, num_epochs=3),
     "large": ScaleConfig("large", 64, 15000, 4000, 6000, 20000),
 })
 

@@ -22,7 +22,7 @@ from deftpipe.errors import ContractError, StageFailed
 from deftpipe.workspace.io import sha256_file, write_atomic, write_csv_atomic
 
 if TYPE_CHECKING:
-    from deftpipe.backends.base import ModelBackend
+    from deftpipe.backends.base import ModelBackend, ProgressFn
 
 STAGE = "data_mining"
 
@@ -108,8 +108,9 @@ class CheckpointEmbedder:
     """
 
     def __init__(self, backend: ModelBackend, checkpoint: Path, workspace_root: Path, cache_dir: Path | None,
-                 *, device: str = "auto", batch_size: int = 256) -> None:
+                 *, device: str = "auto", batch_size: int = 256, progress: ProgressFn | None = None) -> None:
         self.backend = backend
+        self.progress = progress  # embedding a large pool is one of the long steps: show it
         self.checkpoint = Path(checkpoint)
         self.workspace_root = Path(workspace_root)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
@@ -149,7 +150,7 @@ class CheckpointEmbedder:
             write_csv_atomic(csv, rows.reset_index(drop=True))
             request = EmbedRequest(checkpoint=self.checkpoint, csv=csv, images_dir=Path(images_dir),
                                    workspace_root=self.workspace_root, cache_dir=self.cache_dir,
-                                   device=self.device, batch_size=self.batch_size)
+                                   device=self.device, batch_size=self.batch_size, progress=self.progress)
             emb = _checked(self.backend.embed(request), len(rows), who=f"backend '{self.backend.name}'")
         finally:
             csv.unlink(missing_ok=True)
@@ -170,7 +171,7 @@ class FrozenEmbedder:
 
     def __init__(self, *, workspace_root: Path, lights: Sequence[str], image_ext: str,
                  cache_dir: Path | None = None, dim: int = 128, size: int = 32, seed: int = 0,
-                 chunk_rows: int = 2048) -> None:
+                 chunk_rows: int = 2048, progress: ProgressFn | None = None) -> None:
         if size % 8:
             raise ValueError(f"FrozenEmbedder size must be a multiple of 8, got {size}")
         self.workspace_root = Path(workspace_root)
@@ -180,6 +181,7 @@ class FrozenEmbedder:
         self.size = size
         self.seed = seed
         self.chunk_rows = chunk_rows
+        self.progress = progress
         self._cache = EmbeddingCache(cache_dir)
         self._projection: np.ndarray | None = None
 
@@ -214,6 +216,8 @@ class FrozenEmbedder:
             g = np.stack([self._read(goldens, i, rows) for i in range(start, stop)])
             feats = self.features(t, g)
             out[start:stop] = feats @ self._project(feats.shape[1])
+            if self.progress is not None:
+                self.progress(stop, len(rows), "embedding (frozen)")
         emb = l2_normalize(out)
         self._cache.put(self.cache_key, rows, images_dir, emb)
         return emb

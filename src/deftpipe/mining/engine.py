@@ -6,6 +6,7 @@ coordinates with their pool label, `origin="mined"`, `similarity` and the target
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,13 +110,15 @@ def _check_columns(frame: pd.DataFrame, what: str) -> None:
 
 def run_mining(gaps: pd.DataFrame, pool: pd.DataFrame | None, *, embedder: Embedder, cfg: MiningConfig,
                history: MiningHistory, protected: ProtectedSets,
-               previous_summary: pd.DataFrame | None = None) -> MiningResult:
+               previous_summary: pd.DataFrame | None = None,
+               progress: Callable[[int, int, str], None] | None = None) -> MiningResult:
     """Mine pool rows similar to each gap row, never a protected, missing or already-used one.
 
     Args:
         gaps: routed mining subset of RCA's gaps (KPI rows, paths relative to the targets' image root).
         pool: the labelled pool (paths relative to `cfg.layout.pool_images_dir`); None = no pool CSV.
         previous_summary: the previous iteration's knn_summary, for the yield-drop warning.
+        progress: `(done, total, message)` for the k-NN search (the embedder reports its own).
 
     Raises:
         StageFailed: routed rows but no pool (or an empty one).
@@ -172,7 +175,7 @@ def run_mining(gaps: pd.DataFrame, pool: pd.DataFrame | None, *, embedder: Embed
                                 "for pool and gap rows; both must come from the same embedder.")
 
     # Search space = eligible rows, grouped by label; hit positions map back into `pool` per group.
-    hits, pool_pos, mined_emb = _search(targets, source_emb, emb_groups, cfg, warnings)
+    hits, pool_pos, mined_emb = _search(targets, source_emb, emb_groups, cfg, warnings, progress)
 
     mined = pool.loc[pool_pos].reset_index(drop=True)
     prefix = layout.pool_prefix
@@ -209,7 +212,8 @@ def _embed(embedder: Embedder, rows: pd.DataFrame, images_dir: Path, *, what: st
 
 def _search(targets: pd.DataFrame, source_emb: np.ndarray,
             emb_groups: dict[str | None, tuple[np.ndarray, np.ndarray]], cfg: MiningConfig,
-            warnings: list[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+            warnings: list[str], progress: Callable[[int, int, str], None] | None = None,
+            ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Hits (pool_row, target_row, similarity, rank), their `pool` positions and embeddings."""
     dim = source_emb.shape[1] if source_emb.ndim == 2 else 0
     if not emb_groups or len(targets) == 0:
@@ -233,6 +237,7 @@ def _search(targets: pd.DataFrame, source_emb: np.ndarray,
         source_emb, target_labels, lambda label: emb_groups[label if cfg.filter_by_label else None][1],
         pool_labels, top_k=cfg.top_k_per_target, min_similarity=cfg.min_similarity,
         filter_by_label=cfg.filter_by_label, approximate=cfg.approximate, batch_size=cfg.batch_size,
+        progress=progress,
     )
     rows = hits["pool_row"].to_numpy(dtype=np.int64)
     group = np.searchsorted(starts, rows, side="right") - 1

@@ -132,12 +132,14 @@ def _merge_into(best_i: np.ndarray, best_s: np.ndarray, idx: np.ndarray, sims: n
 def search_by_label(target_emb: np.ndarray, target_labels: np.ndarray, pool_emb_for: Callable[[str | None], np.ndarray],
                     pool_labels: np.ndarray, *, top_k: int, min_similarity: float, filter_by_label: bool = True,
                     approximate: bool = False, batch_size: int = 4096,
-                    shard_rows: int = DEFAULT_SHARD_ROWS) -> pd.DataFrame:
+                    shard_rows: int = DEFAULT_SHARD_ROWS,
+                    progress: Callable[[int, int, str], None] | None = None) -> pd.DataFrame:
     """k-NN per target restricted to its own label, deduplicated across targets.
 
     Args:
         pool_emb_for: label -> embeddings of the pool rows of that label, in the order of
             `np.flatnonzero(pool_labels == label)` (None -> all rows, when not filtering by label).
+        progress: `(done, total, message)` over the target rows searched, one call per label.
 
     Returns:
         One row per kept pool row: `pool_row` (position in `pool_labels`), `target_row` (position
@@ -153,8 +155,12 @@ def search_by_label(target_emb: np.ndarray, target_labels: np.ndarray, pool_emb_
             groups.append((str(label), t_rows, p_rows))
     else:
         groups.append((None, np.arange(len(target_labels)), np.arange(len(pool_labels))))
+    n_targets, n_done = sum(len(g[1]) for g in groups), 0
     for label, t_rows, p_rows in groups:
+        n_done += len(t_rows)
         if len(t_rows) == 0 or len(p_rows) == 0:
+            if progress is not None:
+                progress(n_done, n_targets, f"k-NN search (label {label}: no pool rows)")
             continue
         emb = pool_emb_for(label)
         nb = search(emb, target_emb[t_rows], top_k, approximate=approximate, batch_size=batch_size,
@@ -168,6 +174,8 @@ def search_by_label(target_emb: np.ndarray, target_labels: np.ndarray, pool_emb_
             "similarity": sims[q_pos, rank].astype(np.float64),
             "rank": rank,
         }))
+        if progress is not None:
+            progress(n_done, n_targets, f"k-NN search (label {label}, {len(p_rows)} pool rows)")
     if not parts:
         return pd.DataFrame({"pool_row": pd.Series(dtype=np.int64), "target_row": pd.Series(dtype=np.int64),
                              "similarity": pd.Series(dtype=np.float64), "rank": pd.Series(dtype=np.int64)})

@@ -3,14 +3,15 @@ read-only check actually run. Nothing is written; the caller saves it after appr
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from deftpipe.errors import ContractError
+from deftpipe.errors import ConfigError, ContractError
+from deftpipe.pipeline import budget
+from deftpipe.workspace import disk
 from deftpipe.workspace.layout import Workspace
 from deftpipe.workspace.spec import get, load_spec
 from deftpipe.workspace.validate import validate_workspace
@@ -40,6 +41,8 @@ class PipelinePreflight:
     sections: list[Section]
     gates: list[str]
     estimate: dict[str, Any]
+    # The settings the run must use: a --time-budget replaced max_iterations (None: the caller's, unchanged).
+    settings: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"sections": [{"title": s.title, "items": [{"key": i.key, "value": i.value, "source": i.source}
@@ -83,6 +86,28 @@ def build(settings: Any, *, sources: dict[str, str], measure: bool = True) -> Pi
     src = lambda name: sources.get(name, "default")  # noqa: E731
     tables = {t.name: t for t in report.tables}
 
+    # before torch is imported for the device line: a refusal costs no seconds
+    n = {k: tables[k].n_rows if k in tables else 0 for k in ("training", "validation", "kpi", "holdout", "mining_pool")}
+    epochs = settings.epochs or int(get(spec, "train.num_epochs"))
+    timing: Any = None
+    plan: Any = None
+    if settings.time_budget is not None:
+        # Before the disk estimate: that one depends on the iteration count the budget decides.
+        if not measure:
+            raise ConfigError("--time-budget needs the measured training speed, and --no-measure skips it.",
+                              hint="Drop --no-measure, or give --max-iterations N instead of a time budget.")
+        timing = est.measure_training(ws, overrides, backend_name=settings.backend, device=settings.device)
+        settings, sources, plan = budget.apply(
+            settings, sources, lambda m: _estimates(timing, settings, n, epochs, max_iterations=m), epochs=epochs)
+    keep = getattr(settings, "keep_checkpoints", "best_latest")
+    disk_need = est.disk_estimate(
+        n_train=n["training"], n_val=n["validation"], n_kpi=n["kpi"] + n["holdout"],
+        image_bytes=disk.sample_image_bytes(ws.images_dir, str(get(spec, "dataset.classify.image_ext")),
+                                            len(report.lights)),
+        recommendations=settings.recommendations, max_iterations=settings.max_iterations, num_sdg=settings.num_sdg,
+        checkpoints_each=disk.checkpoints_per_training(keep, epochs))
+    free, _ = disk.require_free_disk(ws.results_root, disk_need, command="run",
+                                     smaller="fewer --recommendations / --max-iterations, --keep-checkpoints best_latest")
     s1 = Section("1. Workspace, host, backend, network")
     s1.add("workspace", str(ws.root), "user")
     s1.add("host", socket.gethostname(), "check")
@@ -96,19 +121,8 @@ def build(settings: Any, *, sources: dict[str, str], measure: bool = True) -> Pi
     s1.add("device", device, "check")
     mem = _mem_gib()
     s1.add("memory", f"{mem:.1f} GiB" if mem else "unknown", "check")
-    free = shutil.disk_usage(ws.root).free
-    image_bytes = 0
-    sample = next(iter((ws.images_dir).rglob(f"*{get(spec, 'dataset.classify.image_ext')}")), None)
-    if sample is not None:
-        image_bytes = sample.stat().st_size
-    n = {k: tables[k].n_rows if k in tables else 0 for k in ("training", "validation", "kpi", "holdout", "mining_pool")}
-    disk = est.disk_estimate(n_train=n["training"], n_val=n["validation"], n_kpi=n["kpi"] + n["holdout"],
-                             image_bytes=max(image_bytes, 1000) * len(report.lights), recommendations=settings.recommendations,
-                             max_iterations=settings.max_iterations, num_sdg=settings.num_sdg)
-    s1.add("free disk", f"{free / 2**30:.1f} GiB (run writes ≈ {disk / 2**20:.0f} MiB)", "check")
-    if free < 2 * disk:
-        raise ContractError(f"{ws.root}: only {free / 2**20:.0f} MiB free, the run needs about {2 * disk / 2**20:.0f} MiB "
-                            "(with margin); free some disk space first.")
+    s1.add("free disk", disk.describe(free, disk_need), "check")
+    s1.add("checkpoints kept", f"{keep} per trial / iteration", src("keep_checkpoints"))
     s1.add("backend", settings.backend, src("backend"))
     s1.add("network mode", "offline (nothing is downloaded at run time)", "default")
 
@@ -135,7 +149,6 @@ def build(settings: Any, *, sources: dict[str, str], measure: bool = True) -> Pi
     s4.add("lights / size", f"{', '.join(report.lights)} / {report.image_size[1]}x{report.image_size[0]}"
            if report.image_size else "?", "spec")
 
-    epochs = settings.epochs or int(get(spec, "train.num_epochs"))
     s5 = Section("5. Phase 1 — AutoML baseline")
     s5.add("algorithm", settings.algorithm, src("algorithm"))
     s5.add("recommendations", settings.recommendations, src("recommendations"))
@@ -148,6 +161,8 @@ def build(settings: Any, *, sources: dict[str, str], measure: bool = True) -> Pi
     s6 = Section("6. Phase 2 — DEFT loop")
     s6.add("baseline", "pre-seeded from Phase 1's winner (no baseline training)", "default")
     s6.add("max iterations", settings.max_iterations, src("max_iterations"))
+    if plan is not None:
+        s6.add("time budget", budget.describe(plan, settings.time_budget), src("time_budget"))
     s6.add("KPI target", f"FAR < {settings.kpi_target_pct:g}% at Recall=100%", src("kpi_target_pct"))
     s6.add("synthetic defects per iteration", settings.num_sdg, src("num_sdg"))
     s6.add("fine-tuning LR scale", settings.finetune_lr_scale, src("finetune_lr_scale"))
@@ -168,15 +183,16 @@ def build(settings: Any, *, sources: dict[str, str], measure: bool = True) -> Pi
     s8 = Section("8. Compute estimate")
     estimate: dict[str, Any] = {}
     if measure:
-        timing = est.measure_training(ws, overrides, backend_name=settings.backend, device=settings.device)
-        estimate = est.phase_estimates(timing, n_train=n["training"], n_val=n["validation"], n_kpi=n["kpi"],
-                                       n_pool=n["mining_pool"], epochs=epochs, recommendations=settings.recommendations,
-                                       max_iterations=settings.max_iterations, num_sdg=settings.num_sdg,
-                                       mining_top_k=settings.mining_top_k, noise_rerun=settings.noise_rerun)
+        timing = timing or est.measure_training(ws, overrides, backend_name=settings.backend, device=settings.device)
+        estimate = _estimates(timing, settings, n, epochs, max_iterations=settings.max_iterations)
+        if plan is not None:
+            estimate["budget"] = plan.to_json()
         estimate["measured"] = {"pairs": timing.pairs_measured, "seconds": timing.seconds_measured,
-                                "seconds_per_pair_epoch": timing.seconds_per_pair_epoch}
-        s8.add("measured", f"{timing.pairs_measured} pairs x 1 epoch in {timing.seconds_measured:.1f}s "
-                           f"({1 / timing.seconds_per_pair_epoch:.0f} pairs/s incl. decode)", "measured")
+                                "seconds_per_pair_epoch": timing.seconds_per_pair_epoch,
+                                "seconds_per_training": timing.seconds_per_training}
+        s8.add("measured", f"{timing.pairs_measured} pairs x 2 epochs in {timing.seconds_measured:.1f}s: "
+                           f"{1 / timing.seconds_per_pair_epoch:.0f} pairs/s, {timing.seconds_per_training:.1f}s "
+                           "per training for decode and setup", "measured")
         for key in ("phase1_s", "phase2_s", "phase3_s", "total_s"):
             s8.add(key.replace("_s", ""), _fmt_s(estimate[key]), "measured")
     else:
@@ -191,4 +207,14 @@ def build(settings: Any, *, sources: dict[str, str], measure: bool = True) -> Pi
         "regression gate after each DEFT iteration (exit 5; resume with --accept-regression)",
         "an input file changed since approval (hard stop on resume)",
     ]
-    return PipelinePreflight(sections=[s1, s2, s3, s4, s5, s6, s7, s8, s9], gates=gates, estimate=estimate)
+    return PipelinePreflight(sections=[s1, s2, s3, s4, s5, s6, s7, s8, s9], gates=gates, estimate=estimate,
+                             settings=settings)
+
+
+def _estimates(timing: Any, settings: Any, n: dict[str, int], epochs: int, *, max_iterations: int) -> dict[str, Any]:
+    from deftpipe.pipeline import estimate as est
+
+    return est.phase_estimates(timing, n_train=n["training"], n_val=n["validation"], n_kpi=n["kpi"],
+                               n_pool=n["mining_pool"], epochs=epochs, recommendations=settings.recommendations,
+                               max_iterations=max_iterations, num_sdg=settings.num_sdg,
+                               mining_top_k=settings.mining_top_k, noise_rerun=settings.noise_rerun)

@@ -12,12 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from deftpipe.errors import ConfigError, RegressionHalt, StageFailed
+from deftpipe.ui import events
 from deftpipe.workspace.io import write_json_atomic, write_text_atomic
 from deftpipe.workspace.layout import Workspace
 
@@ -46,14 +48,24 @@ class PipelineSettings:
     # False: Phase 3 trials start from fresh weights (ablation baseline; SPEC §7 wants the warm start).
     phase3_warm_start: bool = True
     finetune_lr_scale: float = 0.3
+    keep_checkpoints: str = "best_latest"  # or "all": every interval checkpoint of every trial / iteration
+    # As written by the user ("2h"); the pre-flight turns it into max_iterations (pipeline/budget.py).
+    time_budget: str | None = None
 
     def __post_init__(self) -> None:
+        from deftpipe.backends.registry import check_keep_checkpoints
+
+        check_keep_checkpoints(self.keep_checkpoints)
         if self.zero_shot_gate not in ("warn", "halt"):
             raise ConfigError(f"--zero-shot-gate is '{self.zero_shot_gate}'; choose warn or halt.")
         if self.max_iterations < 0:
             raise ConfigError(f"--max-iterations must be >= 0, got {self.max_iterations}.")
         if self.recommendations < 1:
             raise ConfigError(f"--recommendations must be >= 1, got {self.recommendations}.")
+        if self.time_budget is not None:
+            from deftpipe.pipeline.budget import parse_duration
+
+            parse_duration(self.time_budget)
 
     def spec_overrides(self) -> list[str]:
         out = list(self.overrides)
@@ -96,15 +108,19 @@ def load_config(results_dir: Path) -> PipelineSettings:
 
 
 def _automl(settings: PipelineSettings, out_dir: Path, *, train_csv: Path | None = None, val_csv: Path | None = None,
-            warm_start: Path | None = None, extra_overrides: tuple[str, ...] = ()) -> Any:
+            warm_start: Path | None = None, extra_overrides: tuple[str, ...] = (), progress_factory: Any = None) -> Any:
     from deftpipe.automl import run_automl
+    from deftpipe.automl.runner import trial_progress
 
     resume = (out_dir / "study.db").exists()
+    progress: Any = False
+    if progress_factory is not None:
+        progress = trial_progress(progress_factory(f"{out_dir.name} · trials"), settings.recommendations)
     return run_automl(settings.workspace, train_csv=train_csv, val_csv=val_csv, algorithm=settings.algorithm,
                       n_trials=settings.recommendations, warm_start=warm_start, seed=settings.seed, out_dir=out_dir,
                       noise_rerun=settings.noise_rerun, backend=settings.backend,
-                      overrides=(*settings.overrides, *extra_overrides), epochs=settings.epochs, progress=False,
-                      resume=resume, device=settings.device)
+                      overrides=(*settings.overrides, *extra_overrides), epochs=settings.epochs, progress=progress,
+                      resume=resume, device=settings.device, keep_checkpoints=settings.keep_checkpoints)
 
 
 def zero_shot_validation(settings: PipelineSettings, results_dir: Path) -> dict[str, Any]:
@@ -134,7 +150,7 @@ def _deft_settings(settings: PipelineSettings, spec_path: Path) -> Any:
                         mining_top_k=settings.mining_top_k, min_similarity=settings.min_similarity,
                         rca_top_k=settings.rca_top_k, epochs=settings.epochs, seed=settings.seed,
                         device=settings.device, backend=settings.backend, overrides=(), spec_path=spec_path,
-                        finetune_lr_scale=settings.finetune_lr_scale)
+                        finetune_lr_scale=settings.finetune_lr_scale, keep_checkpoints=settings.keep_checkpoints)
 
 
 def _baseline_committed(rd: Path) -> bool:
@@ -154,7 +170,29 @@ def _skip_phase3(rd: Path, settings: PipelineSettings, outcome: PipelineOutcome,
 
 def run_phases(results_dir: Path, settings: PipelineSettings, *, emit: EmitFn, accept_regression: bool = False,
                progress_factory: Any = None) -> PipelineOutcome:
-    """Run or resume every phase in `results_dir` (created and approved by the caller)."""
+    """Run or resume every phase in `results_dir` (created and approved by the caller).
+
+    Every line goes to `emit` and to `RESULTS_DIR/logs/`; phases publish `phase_start` / `phase_end`
+    run events and tag the events inside them with `phase`.
+    """
+    from deftpipe.ui.runlog import run_log
+
+    with run_log(results_dir, emit) as logged:
+        return _run_phases(results_dir, settings, emit=logged, accept_regression=accept_regression,
+                           progress_factory=progress_factory)
+
+
+@contextmanager
+def _phase(name: str) -> Iterator[None]:
+    with events.scope(phase=name):
+        events.publish("phase_start")
+        started = time.monotonic()
+        yield
+        events.publish("phase_end", duration_sec=round(time.monotonic() - started, 3))
+
+
+def _run_phases(results_dir: Path, settings: PipelineSettings, *, emit: EmitFn, accept_regression: bool,
+                progress_factory: Any) -> PipelineOutcome:
     from deftpipe.deft.loop import run_loop
     from deftpipe.deft.run import create_run
     from deftpipe.pipeline import finish, handoff
@@ -168,7 +206,8 @@ def run_phases(results_dir: Path, settings: PipelineSettings, *, emit: EmitFn, a
     if not best_rec_path.exists():
         emit(f"[phase 1] AutoML: {settings.recommendations} trial(s), {settings.algorithm}, scored on validation")
         started = time.monotonic()
-        res = _automl(settings, rd / "automl_phase1")
+        with _phase("automl_phase1"):
+            res = _automl(settings, rd / "automl_phase1", progress_factory=progress_factory)
         emit(f"[phase 1] best validation FAR@100 {res.score:.4g}% ({res.rec_id}) · {time.monotonic() - started:.0f}s")
     best_rec = handoff.read_best_rec(best_rec_path)
     # Handoff 1 -> 2
@@ -200,7 +239,8 @@ def run_phases(results_dir: Path, settings: PipelineSettings, *, emit: EmitFn, a
     if state.status == "in_progress":
         emit(f"[phase 2] DEFT loop, up to {settings.max_iterations} iteration(s)")
         try:
-            run_loop(rd, accept_regression=accept_regression, on_event=emit, progress_factory=progress_factory)
+            with _phase("deft"):
+                run_loop(rd, accept_regression=accept_regression, on_event=emit, progress_factory=progress_factory)
         except StageFailed:
             _skip_phase3(rd, settings, outcome, emit)
             raise
@@ -224,13 +264,17 @@ def run_phases(results_dir: Path, settings: PipelineSettings, *, emit: EmitFn, a
         if not final_rec.exists():
             start_from = f"warm start from {best_label}" if settings.phase3_warm_start else "fresh weights (cold start)"
             emit(f"[phase 3] AutoML on {train_csv.name}, {start_from}")
-            _automl(settings, rd / "final_automl", train_csv=train_csv, val_csv=rd / "inputs" / "validation.csv",
-                    warm_start=warm if settings.phase3_warm_start else None,
-                    extra_overrides=(f"dataset.classify.images_dir={ws.root}",))
+            with _phase("final_automl"):
+                _automl(settings, rd / "final_automl", train_csv=train_csv, val_csv=rd / "inputs" / "validation.csv",
+                        warm_start=warm if settings.phase3_warm_start else None,
+                        extra_overrides=(f"dataset.classify.images_dir={ws.root}",), progress_factory=progress_factory)
         finish.register_phase3(rd, settings, warm_start=warm if settings.phase3_warm_start else None,
                                train_csv=train_csv, emit=emit)
-    outcome.deliverable, outcome.trajectory = finish.final_selection(rd, settings, emit=emit)
     from deftpipe.deft.loop import refresh_report
 
-    refresh_report(rd)
+    # The run lock for the last writes; opening it also removes temp files that a process killed
+    # after Phase 3's commit left behind (no other step of a resume at this point opens the store).
+    with StateStore.open(rd):
+        outcome.deliverable, outcome.trajectory = finish.final_selection(rd, settings, emit=emit)
+        refresh_report(rd)
     return outcome

@@ -1,4 +1,5 @@
-"""A report-only cache under `RESULTS_DIR/cache/report/`: derived artifact data keyed by file signature, figures by data hash.
+"""A report-only cache under `RESULTS_DIR/cache/report/`: derived artifact data keyed by file signature, figures
+by data hash, the rendered page by the hash of its view and template.
 
 Nothing here is a source of truth: deleting the folder only makes the next render slower.
 A read-only run directory disables the cache instead of failing the render.
@@ -87,14 +88,33 @@ class ReportCache:
                 self.enabled = False
         return png
 
+    def page(self, view: Any, render: Callable[[], str], *, template: Path) -> str:
+        """`render()`, reused while `view` and the template file are unchanged (a cold process then skips Jinja)."""
+        path = self.dir / f"page_{data_hash(['page', file_signature(template), view])}.html"
+        self._used.add(path.name)
+        if self.enabled:
+            try:
+                return path.read_text(encoding="utf-8")
+            except OSError:
+                pass
+        html = render()
+        if self.enabled:
+            try:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                write_atomic(path, html.encode("utf-8"))
+            except OSError as exc:
+                log.warning("report cache disabled (%s): %s", self.dir, exc)
+                self.enabled = False
+        return html
+
     def flush(self) -> None:
-        """Save derived data; drop entries and figures this render did not use (stale generations)."""
+        """Save derived data; drop entries, figures and pages this render did not use (stale generations)."""
         if not self.enabled:
             return
         try:
-            for png in self.dir.glob("*.png"):
-                if png.name not in self._used:
-                    png.unlink(missing_ok=True)
+            for old in (*self.dir.glob("*.png"), *self.dir.glob("page_*.html")):
+                if old.name not in self._used:
+                    old.unlink(missing_ok=True)
         except OSError:
             pass
         if not self._dirty:

@@ -4,6 +4,11 @@ Reads only (`deft_state.json` through `read_state`, never the lock); writes the
 report atomically and figure/data caches under `RESULTS_DIR/cache/report/`. The
 HTML is self-contained: inline CSS, images as data URIs, no scripts, no links out.
 
+A render in a fresh process stays fast because everything slow is cached on disk
+by what it depends on: the validated state by the state file's signature (no
+pydantic), figures by their data hash (no matplotlib), the page by the hash of
+its view and template (no Jinja), the compiled template as Jinja bytecode.
+
 Example:
     from deftpipe.report import render_report
     html_path = render_report(Path("ws/results/run_20260504_065500"))
@@ -22,20 +27,36 @@ from deftpipe.workspace.io import write_text_atomic
 
 REPORT_FILE = "DEFT_Loop_Report.html"
 _TEMPLATE = "report.html.j2"
+_TEMPLATE_PATH = Path(__file__).parent / "templates" / _TEMPLATE
+_STATE_FILE = "deft_state.json"  # = state.records.STATE_FILE; not imported: that module pulls in pydantic
+# The render time is substituted after the cached page is read, so an unchanged run reuses its page.
+_NOW_TOKEN = "@@deftpipe-report-generated-at@@"
 
 
-@lru_cache(maxsize=1)
-def _template() -> Any:
+@lru_cache(maxsize=4)
+def _template(bytecode_dir: str | None = None) -> Any:
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+        loader=jinja2.FileSystemLoader(str(_TEMPLATE_PATH.parent)),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        bytecode_cache=jinja2.FileSystemBytecodeCache(bytecode_dir) if bytecode_dir else None,
     )
     return env.get_template(_TEMPLATE)
+
+
+def _render_page(view: dict[str, Any], cache: ReportCache) -> str:
+    bytecode_dir: str | None = None
+    if cache.enabled:
+        try:
+            (cache.dir / "jinja").mkdir(parents=True, exist_ok=True)
+            bytecode_dir = str(cache.dir / "jinja")
+        except OSError:
+            bytecode_dir = None
+    return str(_template(bytecode_dir).render(**view))
 
 
 def build_report_html(results_dir: Path | str, *, use_cache: bool = True) -> str:
@@ -44,13 +65,15 @@ def build_report_html(results_dir: Path | str, *, use_cache: bool = True) -> str
     Raises:
         ContractError: no `deft_state.json` in `results_dir`, or a malformed one.
     """
-    rd, doc = load_doc(results_dir)
+    rd = Path(results_dir).expanduser().resolve()
     cache = ReportCache(rd, enabled=use_cache and not env_disabled())
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    view = build_view(doc, rd, cache, generated_at=now)
-    html = _template().render(**view)
+    doc = cache.derived("state", rd / _STATE_FILE, lambda _p: load_doc(rd)[1]) if cache.enabled else None
+    if doc is None:  # no cache, or no state file: load_doc validates (and raises the ContractError)
+        rd, doc = load_doc(rd)
+    view = build_view(doc, rd, cache, generated_at=_NOW_TOKEN)
+    html = cache.page(view, lambda: _render_page(view, cache), template=_TEMPLATE_PATH)
     cache.flush()
-    return html
+    return html.replace(_NOW_TOKEN, datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
 def render_report(results_dir: Path | str, *, out: Path | None = None) -> Path:
@@ -71,5 +94,5 @@ def render_report(results_dir: Path | str, *, out: Path | None = None) -> Path:
     html = build_report_html(rd)
     target = Path(out) if out is not None else rd / REPORT_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(target, html)
+    write_text_atomic(target, html, fault_site="report_render")
     return target

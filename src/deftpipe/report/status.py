@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from deftpipe.errors import ContractError
-from deftpipe.state import read_state
 from deftpipe.state.stages import FINAL_AUTOML, LOOP_STOP, iteration_number, next_stage
 
 _REASON_RE = re.compile(r"\(([a-z_]+)\)")
@@ -146,6 +145,8 @@ def load_doc(results_dir: Path | str) -> tuple[Path, dict[str, Any]]:
     Raises:
         ContractError: no state file or a malformed one.
     """
+    from deftpipe.state import read_state  # pydantic: paid only when the document must be validated
+
     rd = Path(results_dir).expanduser().resolve()
     return rd, read_state(rd).model_dump(mode="json")
 

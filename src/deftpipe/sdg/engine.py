@@ -25,6 +25,7 @@ from deftpipe.sdg.registry import (
     generic_generators,
     supported_labels,
 )
+from deftpipe.ui.progress import ProgressFn
 from deftpipe.workspace.io import write_atomic, write_csv_atomic, write_json_atomic
 from deftpipe.workspace.labels import normalize_labels
 from deftpipe.workspace.layout import PASS_LABEL, REQUIRED_COLUMNS
@@ -130,8 +131,8 @@ def _resolve_generators(labels: list[str], cfg: SdgConfig) -> dict[str, list[Bas
 
 
 def generate_sdg(gaps: pd.DataFrame, train_rows: pd.DataFrame, *, workspace_root: Path, train_images_dir: Path,
-                 lights: tuple[str, ...], image_ext: str, cfg: SdgConfig) -> SdgBatch:
-    """Plan and paint every sample in memory (reads images, writes nothing)."""
+                 lights: tuple[str, ...], image_ext: str, cfg: SdgConfig, progress: ProgressFn | None = None) -> SdgBatch:
+    """Plan and paint every sample in memory (reads images, writes nothing); `progress` counts samples painted."""
     workspace_root = Path(workspace_root)
     if len(gaps) == 0:
         return SdgBatch((), {}, (), True, "no RCA gaps were routed to synthetic defects; SDG generated nothing")
@@ -154,7 +155,7 @@ def generate_sdg(gaps: pd.DataFrame, train_rows: pd.DataFrame, *, workspace_root
     extra_cols = tuple(c for c in train_rows.columns if c not in REQUIRED_COLUMNS and c not in _NOT_CARRIED)
     generic = generic_generators(enabled=cfg.generators) if cfg.generic_fallback else []
     samples: list[SdgSample] = []
-    k = 0
+    k, n_samples = 0, sum(alloc.values())
     for label in labels:
         routed = routed_order(gaps[gaps["label"] == label]).reset_index(drop=True)
         for j in range(alloc[label]):
@@ -162,6 +163,8 @@ def generate_sdg(gaps: pd.DataFrame, train_rows: pd.DataFrame, *, workspace_root
             samples.append(make_sample(k, label, r, bases, gens[label], generic, workspace_root,
                                         tuple(lights), image_ext, extra_cols, cfg))
             k += 1
+            if progress is not None:
+                progress(k, n_samples, f"painting {label}")
     allocation = {
         "stage": NAME, "iteration": cfg.iteration, "num_sdg": cfg.num_sdg, "base": cfg.base, "seed": cfg.seed,
         "method": "largest_remainder_min1", "routed_rows": {lab: counts[lab] for lab in labels},
@@ -187,7 +190,7 @@ def _check_iter_dir(workspace_root: Path, iter_dir: Path, run_rel: str, iteratio
 
 
 def write_sdg(batch: SdgBatch, *, workspace_root: Path, iter_dir: Path, run_rel: str, image_ext: str,
-              lights: tuple[str, ...], cfg: SdgConfig) -> SdgResult:
+              lights: tuple[str, ...], cfg: SdgConfig, progress: ProgressFn | None = None) -> SdgResult:
     """Stage images under `iter<N>/dataset/images/synthetic_iter<N>_{ng,ok}/` and write the SDG records."""
     workspace_root = Path(workspace_root).resolve()
     n = cfg.iteration
@@ -204,7 +207,9 @@ def write_sdg(batch: SdgBatch, *, workspace_root: Path, iter_dir: Path, run_rel:
     if batch.skipped:
         return SdgResult(pd.DataFrame(columns=columns), batch.allocation, pd.DataFrame(), True, batch.skip_reason)
     rows = []
-    for s in batch.samples:
+    for i, s in enumerate(batch.samples):
+        if progress is not None:
+            progress(i + 1, len(batch.samples), "staging images")
         for light, payload, golden in zip(lights, s.test_bytes, s.golden_files):
             write_atomic(workspace_root / ng_rel / f"{s.object_name}_{light}{image_ext}", payload)
             write_atomic(workspace_root / ok_rel / f"{s.object_name}_{light}{image_ext}", Path(golden).read_bytes())
@@ -220,7 +225,8 @@ def write_sdg(batch: SdgBatch, *, workspace_root: Path, iter_dir: Path, run_rel:
 
 
 def run_sdg(gaps: pd.DataFrame, train_rows: pd.DataFrame, *, workspace_root: Path, train_images_dir: Path,
-            lights: tuple[str, ...], image_ext: str, iter_dir: Path, run_rel: str, cfg: SdgConfig) -> SdgResult:
+            lights: tuple[str, ...], image_ext: str, iter_dir: Path, run_rel: str, cfg: SdgConfig,
+            progress: ProgressFn | None = None) -> SdgResult:
     """Generate SDG samples for the routed gaps and stage them for iteration `cfg.iteration`.
 
     Raises:
@@ -229,6 +235,6 @@ def run_sdg(gaps: pd.DataFrame, train_rows: pd.DataFrame, *, workspace_root: Pat
     """
     _check_iter_dir(Path(workspace_root).resolve(), Path(iter_dir), run_rel, cfg.iteration)
     batch = generate_sdg(gaps, train_rows, workspace_root=workspace_root, train_images_dir=train_images_dir,
-                         lights=lights, image_ext=image_ext, cfg=cfg)
+                         lights=lights, image_ext=image_ext, cfg=cfg, progress=progress)
     return write_sdg(batch, workspace_root=workspace_root, iter_dir=iter_dir, run_rel=run_rel,
-                     image_ext=image_ext, lights=lights, cfg=cfg)
+                     image_ext=image_ext, lights=lights, cfg=cfg, progress=progress)

@@ -383,7 +383,7 @@ class StateStore:
             doc["events"].append(dict(event))
             return event
 
-        self._mutate(apply)
+        self._mutate(apply, fault_site="state_commit")
         return EventRecord.model_validate(event)
 
     def complete(
@@ -620,7 +620,8 @@ class StateStore:
             finally:
                 lock.release()
 
-    def _mutate(self, apply: Callable[[dict[str, Any]], Any], *, source_hint: str = "") -> None:
+    def _mutate(self, apply: Callable[[dict[str, Any]], Any], *, source_hint: str = "",
+                fault_site: str | None = None) -> None:
         """Re-read, apply to a copy, validate, write the snapshot, then append the event (if any)."""
         with self._writer_lock():
             doc, _ = _read_snapshot(self.results_dir)
@@ -631,7 +632,7 @@ class StateStore:
                 self._doc, self._view = doc, DeftState.model_validate(doc)
                 return
             canon, view = parse_state(new, source=f"{self.state_path} (update{' ' + source_hint if source_hint else ''})")
-            write_json_atomic(self.state_path, canon)
+            write_json_atomic(self.state_path, canon, fault_site=fault_site)
             self._doc, self._view = canon, view
             if event:
                 try:
@@ -639,6 +640,7 @@ class StateStore:
                 except OSError as exc:
                     # The snapshot already holds the event; the next load or commit re-appends it.
                     log.warning("%s: journal append failed (%s); it will be reconciled", self.journal_path, exc)
+                _publish_committed(canon, event)
 
     def _reconcile_journal(self, doc: Mapping[str, Any]) -> None:
         events: list[dict[str, Any]] = list(doc.get("events") or [])
@@ -769,6 +771,21 @@ def _require_open(doc: Mapping[str, Any], rd: Path, *, where: str, allow_complet
 
 def _loop_stopped(doc: Mapping[str, Any]) -> bool:
     return any((rec or {}).get("stage_completed") == LOOP_STOP for rec in (doc.get("iterations") or {}).values())
+
+
+def _publish_committed(doc: Mapping[str, Any], event: Mapping[str, Any]) -> None:
+    """A committed event as a `stage_end` run event (`--json`), with the iteration's metric once evaluated."""
+    from deftpipe.ui import events
+
+    if not events.active():
+        return
+    fields = {k: event.get(k) for k in ("seq", "iter", "stage", "status", "summary", "duration_sec")}
+    fields["committed_ts"] = event.get("ts")
+    rec = (doc.get("iterations") or {}).get(str(event.get("iter"))) or {}
+    mr = rec.get("metric_result") if isinstance(rec, Mapping) else None
+    if event.get("stage") == "evaluate" and isinstance(mr, Mapping):
+        fields["metric"] = {k: mr.get(k) for k in ("name", "value", "unit", "passed")}
+    events.publish("stage_end", **fields)
 
 
 def _ts(ended_at: datetime | None) -> str:

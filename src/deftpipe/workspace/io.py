@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from deftpipe.errors import StateConflict
+from deftpipe.faults import fault_point
 
 _TMP_MARK = ".deftpipe-tmp"
 
@@ -34,8 +35,12 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def write_atomic(path: Path | str, payload: bytes) -> None:
-    """Write `payload` to `path` through a same-folder temp file, fsync and rename."""
+def write_atomic(path: Path | str, payload: bytes, *, fault_site: str | None = None) -> None:
+    """Write `payload` to `path` through a same-folder temp file, fsync and rename.
+
+    `fault_site` names the `deftpipe.faults` point hit between the fsync and the rename, the instant
+    that leaves an orphan temp file and the old content behind.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
@@ -44,6 +49,8 @@ def write_atomic(path: Path | str, payload: bytes) -> None:
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
+        if fault_site is not None:
+            fault_point(fault_site)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -52,8 +59,8 @@ def write_atomic(path: Path | str, payload: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-def write_text_atomic(path: Path | str, text: str) -> None:
-    write_atomic(path, text.encode("utf-8"))
+def write_text_atomic(path: Path | str, text: str, *, fault_site: str | None = None) -> None:
+    write_atomic(path, text.encode("utf-8"), fault_site=fault_site)
 
 
 def to_json_bytes(obj: Any) -> bytes:
@@ -70,8 +77,8 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def write_json_atomic(path: Path | str, obj: Any) -> None:
-    write_atomic(path, to_json_bytes(obj))
+def write_json_atomic(path: Path | str, obj: Any, *, fault_site: str | None = None) -> None:
+    write_atomic(path, to_json_bytes(obj), fault_site=fault_site)
 
 
 def write_csv_atomic(path: Path | str, frame: Any, **kwargs: Any) -> None:

@@ -113,3 +113,11 @@ def test_frozen_embedder_mines_end_to_end(mws: MiningWs) -> None:
     assert len(res.mined) == 2 and set(res.mined["label"]) == {"missing"}
     assert res.source_embeddings.shape == (1, 128) and res.target_embeddings.shape == (2, 128)
     assert res.embedder_key.startswith("frozen-v1")
+
+
+def test_frozen_embedder_reports_progress_per_chunk(mws: MiningWs) -> None:
+    rows = frame([mws.row("pool", f"D{i}@1", "missing", seed=i) for i in range(5)])
+    calls: list[tuple[int, int, str]] = []
+    FrozenEmbedder(workspace_root=mws.root, lights=("LightA", "LightB"), image_ext=".png", chunk_rows=2,
+                   progress=lambda d, t, m: calls.append((d, t, m))).embed(rows, mws.images)
+    assert [(d, t) for d, t, _ in calls] == [(2, 5), (4, 5), (5, 5)]

@@ -77,3 +77,14 @@ def test_min_similarity_filters_hits() -> None:
     hits = search_by_label(q, np.full(len(q), "x", dtype=object), lambda _l: pool, labels, top_k=5,
                            min_similarity=0.3)
     assert (hits["similarity"] >= 0.3).all()
+
+
+def test_search_by_label_reports_progress_per_label() -> None:
+    pool, q = _data(n_pool=60, n_q=6, seed=5)
+    pool_labels = np.array(["a"] * 30 + ["b"] * 30, dtype=object)
+    q_labels = np.array(["a", "a", "b", "b", "b", "c"], dtype=object)
+    calls: list[tuple[int, int, str]] = []
+    search_by_label(q, q_labels, lambda lab: pool[pool_labels == lab], pool_labels, top_k=2, min_similarity=-1.0,
+                    progress=lambda d, t, m: calls.append((d, t, m)))
+    assert [(d, t) for d, t, _ in calls] == [(2, 6), (5, 6), (6, 6)]
+    assert "no pool rows" in calls[-1][2]

@@ -53,3 +53,57 @@ def test_quiet_prints_nothing_and_tty_uses_rich() -> None:
     with progress_reporter("train", stream=out, tty=True) as progress:
         progress(3, 4, "epoch 2/2")
     assert "train" in out.getvalue() and "3/4" in out.getvalue()
+
+
+def test_milestone_events_every_ten_percent_whatever_is_shown() -> None:
+    from deftpipe.ui import events
+    from deftpipe.ui.progress import progress_board
+
+    got: list[dict] = []
+    out = io.StringIO()
+    with events.listen(got.append), progress_board(quiet=True, stream=out) as factory:
+        progress = factory("iter1 · sdg")
+        for i in range(1, 21):
+            progress(i, 20, "painting")
+    assert out.getvalue() == ""  # quiet: nothing shown ...
+    pcts = [e["pct"] for e in got]
+    assert pcts == [5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0]  # ... but milestones sent
+    assert got[-1]["task"] == "iter1 · sdg" and got[-1]["done"] == got[-1]["total"] == 20
+
+
+def test_board_plain_lines_off_a_tty_and_one_bar_per_step_on_one() -> None:
+    from deftpipe.ui.progress import progress_board
+
+    out = io.StringIO()
+    with progress_board(stream=out, tty=False) as factory:
+        knn = factory("iter1 · data_mining")
+        knn(3, 3, "k-NN search (label short)")
+    assert out.getvalue().splitlines() == ["iter1 · data_mining: 3/3 (100%) k-NN search (label short)"]
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120)
+    with progress_board(console=console) as factory:
+        embed = factory("iter1 · data_mining")
+        embed(1, 4, "embedding")
+        assert "iter1 · data_mining" in out.getvalue() and "/4" in out.getvalue()  # a bar with its count
+        embed(4, 4, "embedding")
+        sdg = factory("iter1 · sdg")
+        sdg(1, 2, "painting")
+    assert "iter1 · sdg" in out.getvalue()
+
+
+def test_a_second_part_with_the_same_total_restarts_lines_and_milestones() -> None:
+    from deftpipe.ui import events
+
+    got: list[dict] = []
+    out = io.StringIO()
+    with events.listen(got.append):
+        progress = make_progress("iter1 · data_mining", stream=out)
+        for msg in ("decoding", "embedding"):
+            for i in range(1, 5):
+                progress(i, 4, msg)
+    lines = [line.split(" eta")[0] for line in out.getvalue().splitlines()]
+    assert lines.count("iter1 · data_mining: 4/4 (100%) embedding") == 1 and len(lines) == 8
+    assert [e["message"] for e in got].count("embedding") == 4

@@ -13,13 +13,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from deftpipe.backends.base import EmbedRequest, InferRequest, InferResult, TrainRequest, TrainResult
-from deftpipe.backends.registry import register_backend
-from deftpipe.errors import ConfigError
+from deftpipe.backends.registry import KEEP_CHECKPOINTS, check_keep_checkpoints, register_backend
 
 if TYPE_CHECKING:
     import numpy as np
-
-KEEP_CHECKPOINTS: tuple[str, ...] = ("best_latest", "all")
 
 
 @register_backend("native")
@@ -34,9 +31,7 @@ class NativeBackend:
     name = "native"
 
     def __init__(self, *, keep_checkpoints: str = "best_latest") -> None:
-        if keep_checkpoints not in KEEP_CHECKPOINTS:
-            raise ConfigError(f"keep_checkpoints '{keep_checkpoints}' is not one of {list(KEEP_CHECKPOINTS)}.")
-        self.keep_checkpoints = keep_checkpoints
+        self.keep_checkpoints = check_keep_checkpoints(keep_checkpoints, where="keep_checkpoints")
 
     def train(self, request: TrainRequest) -> TrainResult:
         from deftpipe.backends.native.train import train_model

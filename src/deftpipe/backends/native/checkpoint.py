@@ -56,7 +56,7 @@ def save_checkpoint(path: Path, payload: Mapping[str, Any]) -> None:
 
     buf = io.BytesIO()
     torch.save({"format": FORMAT, "deftpipe_version": __version__, **payload}, buf)
-    write_atomic(path, buf.getvalue())
+    write_atomic(path, buf.getvalue(), fault_site="checkpoint_save")
 
 
 def load_checkpoint(path: Path | str) -> dict[str, Any]:

@@ -55,8 +55,7 @@ def load_model(checkpoint: Path | str, *, device: torch.device) -> LoadedModel:
             f"{str(exc).splitlines()[0]}; re-create it with `deftpipe train`."
         ) from exc
     model.to(device).eval()
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
+    model.to(memory_format=torch.channels_last)  # faster on CPU too (see train._fit)
     pre = payload.get("preprocess") or {}
     try:
         norm = Normalization.from_dict(payload["normalization"])
@@ -87,7 +86,7 @@ def _load_rows(lm: LoadedModel, csv: Path, images_dir: Path, workspace_root: Pat
 @torch.no_grad()
 def _run(lm: LoadedModel, data: PairTensors, device: torch.device, *, batch_size: int, what: str,
          progress: Any) -> np.ndarray:
-    maker = BatchMaker(lm.norm, has_diff=data.diff is not None, device=device, channels_last=device.type == "cuda")
+    maker = BatchMaker(lm.norm, has_diff=data.diff is not None, device=device, channels_last=True)
     out: list[np.ndarray] = []
     n = len(data)
     done = 0
