@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from deftpipe.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, DeftError
 from deftpipe.ui import events
@@ -43,9 +44,9 @@ def guarded(fn: Callable[[], T], *, log_dir: Path | None = None) -> T:
     try:
         return fn()
     except DeftError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(exc.message)}", soft_wrap=True)
         if exc.hint:
-            err_console.print(f"[yellow]hint:[/] {exc.hint}", soft_wrap=True)
+            err_console.print(f"[yellow]hint:[/] {escape(exc.hint)}", soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err_console.print("interrupted; resume with the same command plus --resume where the command supports it.")
@@ -61,7 +62,8 @@ def guarded(fn: Callable[[], T], *, log_dir: Path | None = None) -> T:
             where = f"traceback in {log}"
         except OSError:
             where = "traceback could not be written"
-        err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} ({where}); please report it.")
+        err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} ({escape(where)}); "
+                          "please report it.")
         raise typer.Exit(EXIT_INTERNAL) from None
 
 

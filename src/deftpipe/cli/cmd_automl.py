@@ -98,7 +98,7 @@ def automl_cmd(
                            resume=resume, study_name=study_name, keep_checkpoints=keep_checkpoints)
         summary = "\n".join(f"  {line}" for line in plan.summary_lines())
         if s.verbose or not yes:  # the plan must be on screen when someone is asked to approve it
-            echo("[bold]AutoML pre-launch summary[/]\n" + summary)
+            echo("AutoML pre-launch summary\n" + summary)
         _approve(yes, summary)
         instance, _ = resolve_backend(backend, keep_checkpoints=keep_checkpoints)
         # RESULTS_DIR/logs/ for the default out (results/run_<UTC>/automl_phase1), else <out>/logs/.

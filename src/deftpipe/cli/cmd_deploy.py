@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from deftpipe.cli.app import app, echo, err_console, guarded
 
@@ -14,7 +15,7 @@ def _export(results_dir: Path, onnx: Path, opset: int) -> str:
 
     res = export_onnx(results_dir, onnx, opset=opset)
     for note in res.warnings:
-        err_console.print(f"[yellow]warning:[/] {note}", soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] {escape(note)}", soft_wrap=True)
     meta = res.metadata
     return (f"Exported {meta['iteration']} deliverable -> {res.onnx_path} (opset {meta['opset']}, threshold "
             f"{meta['threshold']!r}, lights {meta['lights']}, {meta['image']['width']}x{meta['image']['height']}; "

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from deftpipe.cli.app import app, console, echo, err_console, guarded
@@ -49,7 +50,7 @@ def validate_cmd(
             echo(f"overlap {name}: {n}")
     if not report.ok:
         for problem in report.problems:
-            err_console.print(f"[bold red]error:[/] {problem}", soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(problem)}", soft_wrap=True)
         raise typer.Exit(EXIT_USER)
     if not as_json:
         echo("Workspace OK.")
