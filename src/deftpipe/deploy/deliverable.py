@@ -27,7 +27,11 @@ DEFECT = "defect"
 PASS = "PASS"
 # The native backend builds its tolerant difference map with a 1 px tolerance (registration's default).
 TOLERANCE = 1
-DECISION_RULE = f"'{DEFECT}' if {SCORE_OUTPUT} > threshold (strict) else '{PASS}'"
+DECISION_RULE = f"'{DEFECT}' if {SCORE_OUTPUT} > threshold + tie_margin (strict) else '{PASS}'"
+# SPEC §3 puts the FAR@100 threshold exactly on a KPI (PASS) score. PyTorch and onnxruntime differ by ~1e-7, which
+# could push that one row across a strict `>`; deciding at threshold + tie_margin, a margin above that noise but
+# below half the gap to the next KPI score, keeps every KPI decision identical to the report's in both runtimes.
+TIE_MARGIN_CAP = 1e-5
 # Metadata keys every deftpipe ONNX file carries (values are JSON strings); predict needs the first block.
 REQUIRED_METADATA: tuple[str, ...] = (
     "format", "threshold", "lights", "image", "normalization", "input_mode", "max_shift_px", "tolerance", "labels",
@@ -45,6 +49,12 @@ class ModelInfo:
     max_shift_px: int
     tolerance: int
     label_names: tuple[str, ...]
+    tie_margin: float = 0.0
+
+    @property
+    def decision_threshold(self) -> float:
+        """Scores strictly above this are defects (see DECISION_RULE)."""
+        return self.threshold + self.tie_margin
 
     @property
     def has_diff(self) -> bool:
@@ -78,13 +88,13 @@ class ModelInfo:
         return specs
 
 
-def info_from_checkpoint(loaded: Any, *, threshold: float) -> ModelInfo:
+def info_from_checkpoint(loaded: Any, *, threshold: float, tie_margin: float = 0.0) -> ModelInfo:
     """ModelInfo of a `deftpipe.backends.native.infer.LoadedModel` at the run's operating threshold."""
     from deftpipe.backends.native.model import LABEL_NAMES
 
     img = ImageSettings.from_spec(loaded.spec)
     info = ModelInfo(float(threshold), img, loaded.norm, loaded.arch.input_mode, int(loaded.max_shift_px),
-                     TOLERANCE, tuple(LABEL_NAMES))
+                     TOLERANCE, tuple(LABEL_NAMES), float(tie_margin))
     if info.n_channels != loaded.arch.in_channels:
         raise ContractError(
             f"checkpoint '{loaded.path}': its spec's input_map {list(img.lights)} gives {info.n_channels} channel(s) "
@@ -99,6 +109,7 @@ def to_metadata(info: ModelInfo, extra: Mapping[str, Any]) -> dict[str, str]:
     doc: dict[str, Any] = {
         "format": ONNX_FORMAT,
         "threshold": info.threshold,
+        "tie_margin": info.tie_margin,
         "decision_rule": DECISION_RULE,
         "lights": list(img.lights),
         "input_map": {light: i for i, light in enumerate(img.lights)},
@@ -147,7 +158,7 @@ def info_from_metadata(meta: Mapping[str, Any]) -> ModelInfo:
                              height=int(img["height"]), grayscale=bool(img["grayscale"]))
     return ModelInfo(float(meta["threshold"]), settings, Normalization.from_dict(meta["normalization"]),
                      str(meta["input_mode"]), int(meta["max_shift_px"]), int(meta["tolerance"]),
-                     tuple(meta["labels"]))
+                     tuple(meta["labels"]), float(meta.get("tie_margin", 0.0)))  # 0: exports before the margin
 
 
 @dataclass(frozen=True)
@@ -164,6 +175,35 @@ class Deliverable:
     @property
     def threshold(self) -> float:
         return float(self.best_model["threshold"])
+
+    def tie_margin(self) -> float:
+        """min(TIE_MARGIN_CAP, half the gap from the threshold to the next KPI score above it).
+
+        The KPI scores are the deliverable iteration's inference CSV (from deft_state.json); without
+        it the cap is used.
+        """
+        scores = self._kpi_scores()
+        above = [s for s in scores if s > self.threshold]
+        if not above:
+            return TIE_MARGIN_CAP
+        nxt = min(above)
+        margin = min(TIE_MARGIN_CAP, (nxt - self.threshold) / 2)
+        # A gap of a few ulps (the threshold "just below the lowest score") can round threshold + margin up to
+        # the next score itself; then no margin fits and the strict rule is used as it is.
+        return margin if self.threshold + margin < nxt else 0.0
+
+    def _kpi_scores(self) -> list[float]:
+        import csv
+
+        state_path = self.results_dir / "deft_state.json"
+        try:
+            state = json.loads(state_path.read_text(encoding="utf-8"))
+            rec = state["iterations"][self.best_model["iteration"]]
+            path = Path(rec["inference_csv"])
+            with path.open(newline="", encoding="utf-8") as fh:
+                return [float(row[SCORE_OUTPUT]) for row in csv.DictReader(fh)]
+        except (OSError, KeyError, TypeError, ValueError):
+            return []
 
 
 def load_deliverable(results_dir: Path | str) -> Deliverable:

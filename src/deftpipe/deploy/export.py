@@ -65,7 +65,7 @@ def export_onnx(results_dir: Path | str, onnx_path: Path | str, *, opset: int = 
     from deftpipe.backends.native.infer import load_model
 
     loaded = load_model(deliverable.checkpoint, device=torch.device("cpu"))
-    info = info_from_checkpoint(loaded, threshold=deliverable.threshold)
+    info = info_from_checkpoint(loaded, threshold=deliverable.threshold, tie_margin=deliverable.tie_margin())
     extra, notes = _provenance(deliverable, loaded.spec, opset=opset)
     graph = _score_graph(loaded.model).eval()
     example = _example_inputs(info, _CHECK_BATCH)
@@ -89,7 +89,8 @@ def export_onnx(results_dir: Path | str, onnx_path: Path | str, *, opset: int = 
         entry.key, entry.value = key, value
     proto.producer_name = "deftpipe"
     proto.doc_string = (f"deftpipe siamese AOI classifier: {SCORE_OUTPUT} = logit(defect) - logit(PASS); "
-                        f"defect if {SCORE_OUTPUT} > threshold {info.threshold!r}. See metadata_props.")
+                        f"defect if {SCORE_OUTPUT} > threshold {info.threshold!r} + tie_margin {info.tie_margin!r}. "
+                        "See metadata_props.")
     onnx.checker.check_model(proto)
     from deftpipe.workspace.io import write_atomic
 

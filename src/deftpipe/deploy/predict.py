@@ -78,7 +78,7 @@ def predict(model: Path | str, *, out_csv: Path | str, csv: Path | str | None = 
     scores = _score_rows(scorer, frame, locator, name, pair_names, progress)
     result = frame.copy()
     result[SCORE_OUTPUT] = scores
-    result[DECISION_COLUMN] = [DEFECT if s > info.threshold else PASS for s in scores]
+    result[DECISION_COLUMN] = [DEFECT if s > info.decision_threshold else PASS for s in scores]
     n_defect = int((result[DECISION_COLUMN] == DEFECT).sum())
     counts = {DEFECT: n_defect, PASS: len(result) - n_defect}
     from deftpipe.workspace.io import write_csv_atomic, write_json_atomic
@@ -86,7 +86,7 @@ def predict(model: Path | str, *, out_csv: Path | str, csv: Path | str | None = 
     write_csv_atomic(out, result, float_format="%.17g")
     summary = summary_path_for(out)
     write_json_atomic(summary, {
-        "out_csv": str(out), "n_rows": len(result), "counts": counts, "threshold": info.threshold,
+        "out_csv": str(out), "n_rows": len(result), "counts": counts, "threshold": info.threshold, "tie_margin": info.tie_margin,
         "decision_rule": DECISION_RULE, "model": str(scorer.source), "model_kind": scorer.kind,
         "input": source,
     })

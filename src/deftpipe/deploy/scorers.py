@@ -80,7 +80,7 @@ def load_torch_scorer(results_dir: Path | str, *, device: str = "auto") -> Torch
     deliverable = load_deliverable(results_dir)
     dev = resolve_device(device)
     loaded = load_model(deliverable.checkpoint, device=dev)
-    info = info_from_checkpoint(loaded, threshold=deliverable.threshold)
+    info = info_from_checkpoint(loaded, threshold=deliverable.threshold, tie_margin=deliverable.tie_margin())
     return TorchScorer(info, loaded.model, deliverable.results_dir, dev)
 
 
