@@ -221,7 +221,8 @@ def test_zero_shot_gate_halt_stops_after_phase1_with_exit_4(pipe_ws: Path, pipe:
     rd = next((pipe_ws / "results").glob("run_*"))
     gate = json.loads((rd / "automl_phase1" / "zero_shot_gate.json").read_text())
     assert gate["beats"] is False and gate["mode"] == "halt"
-    assert sorted(p.name for p in rd.iterdir()) == ["automl_phase1", CONFIG_FILE, "preflight.json", "preflight.md"]
+    assert sorted(p.name for p in rd.iterdir()) == ["automl_phase1", "logs", CONFIG_FILE, "preflight.json",
+                                                    "preflight.md"]
     assert not (pipe_ws / "specs" / "baseline_spec_automl.yaml").exists()
     assert [c for c in fake_backend.TRAIN_LOG if not c.under("automl_phase1")] == []
 
