@@ -32,8 +32,8 @@ MARKS: tuple[tuple[str, str], ...] = (
     ("setup (venv check)", ""),
     ("make-demo-data", "deftpipe make-demo-data"),
     ("pre-flight (incl. timing run)", "deftpipe run --workspace"),
-    ("phase 1 (AutoML)", "[phase 1]"),
-    ("handoff 1->2 (zero-shot check)", "[handoff]"),
+    ("phase 1 (AutoML, zero-shot check)", "[phase 1]"),
+    ("handoff 1->2 (merged spec, pre-seed)", "[handoff]"),
     ("phase 2 (DEFT loop)", "[phase 2]"),
     ("phase 3 (AutoML + final selection)", "[phase 3]"),
 )
@@ -67,6 +67,7 @@ def run_demo(which: str, ws: Path, log_path: Path) -> DemoTiming:
         for line in proc.stdout:
             now = time.monotonic() - started
             log.write(f"{now:8.1f}s  {line}")
+            log.flush()  # so the log can be followed while the demo runs
             for name, mark in MARKS[1:]:
                 if name not in seen and mark in line:
                     seen[name] = now

@@ -10,10 +10,13 @@ Runs pre-flight (with its timing run) and the three phases once (QUICK: 1 iterat
 2. the top 15 functions by cumulative time *outside training*: the profiler is paused inside every
    `train` call, and the driver functions that enclose a training call are left out of the list
    (their cumulative time would stop at the first training call);
-3. the training-throughput ratio of the DEFT iteration's training: end-to-end pairs/s (train_log.jsonl,
-   epochs 2+) / raw fwd+bwd+step pairs/s on preloaded tensors (bench/train_throughput.py's `_RawModel`,
-   same spec, one raw epoch interleaved after each training epoch so both see the same load; those raw
-   seconds are subtracted from the stage times and the wall).
+3. the training-throughput ratio of the DEFT iteration's training, per epoch: end-to-end pairs/s
+   (train_log.jsonl) / raw fwd+bwd+step pairs/s on preloaded tensors (bench/train_throughput.py's
+   `_RawModel`, same spec) from the raw epochs run just before and just after that training epoch, so
+   both sides see the same background load; headline = median over epochs 2+. The raw epochs run on a
+   forked torch RNG and their seconds are subtracted from the stage times and the wall.
+
+A regression-gate halt (likely at 2 epochs) is accepted once and the run resumed, as its hint says.
 
     python bench/pipeline_profile.py [--workspace WS | --scale small] [--epochs 2] [--seed 0]
     python bench/pipeline_profile.py --workspace bench/out/realdata_quick/ws     # DeepPCB (bench/realdata.py)
@@ -51,6 +54,7 @@ class Probe:
         self.raw_s = 0.0  # raw-model epochs injected into the timed training (subtracted everywhere)
         self.raw_times: list[float] = []
         self.raw_pairs = 0
+        self.halts: list[str] = []
         self.throughput_log: Path | None = None
 
     def timed(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -73,11 +77,11 @@ class Probe:
         def wrapper(backend: Any, request: Any) -> Any:
             self.enclosing.update((f.f_code.co_filename, f.f_code.co_firstlineno, f.f_code.co_name)
                                   for f in (fi.frame for fi in inspect.stack(0)))
-            if request.out_dir.parent.name.startswith("iter") and self.throughput_log is None:
-                request = self._with_raw_epochs(request)
-                self.throughput_log = request.out_dir / "train_log.jsonl"
-            self.prof.disable()
+            self.prof.disable()  # before the raw model too: its warm-up epoch is not pipeline time
             try:
+                if request.out_dir.parent.name.startswith("iter") and self.throughput_log is None:
+                    request = self._with_raw_epochs(request)
+                    self.throughput_log = request.out_dir / "train_log.jsonl"
                 return fn(backend, request)
             finally:
                 self.prof.enable()
@@ -86,21 +90,24 @@ class Probe:
     def _with_raw_epochs(self, request: Any) -> Any:
         sys.path.insert(0, str(BENCH_DIR))
         import pandas as pd
+        import torch
         from train_throughput import _RawModel
 
         from deftpipe.workspace.spec import ImageSettings
 
         img = ImageSettings.from_spec(request.spec)
         started = time.perf_counter()
-        raw = _RawModel(dict(request.spec), len(img.lights) * (1 if img.grayscale else 3), (img.height, img.width),
-                        len(pd.read_csv(request.train_csv)))
-        self.raw_times.append(raw.epoch())
+        with torch.random.fork_rng(devices=[]):  # the measurement must not shift the run's random streams
+            raw = _RawModel(dict(request.spec), len(img.lights) * (1 if img.grayscale else 3),
+                            (img.height, img.width), len(pd.read_csv(request.train_csv)))
+            self.raw_times.append(raw.epoch())  # brackets training epoch 1 with the one after it
         self.raw_s += time.perf_counter() - started
         inner = request.on_epoch
 
         def on_epoch(epoch: int, val_loss: float) -> bool:
             t0 = time.perf_counter()
-            self.raw_times.append(raw.epoch())
+            with torch.random.fork_rng(devices=[]):
+                self.raw_times.append(raw.epoch())
             self.raw_s += time.perf_counter() - t0
             return bool(inner(epoch, val_loss)) if inner is not None else False
 
@@ -124,6 +131,7 @@ def instrument(probe: Probe) -> None:
 
 def run_quick(ws: Path, args: argparse.Namespace, probe: Probe) -> Path:
     """Pre-flight + the three phases, as `deftpipe run --yes` does; returns the run directory."""
+    from deftpipe.errors import RegressionHalt
     from deftpipe.pipeline import preflight
     from deftpipe.pipeline.run import PipelineSettings, run_phases, save_config
     from deftpipe.state import new_run_dir
@@ -140,8 +148,15 @@ def run_quick(ws: Path, args: argparse.Namespace, probe: Probe) -> Path:
     write_text_atomic(rd / "preflight.md", pf.to_markdown())
     write_json_atomic(rd / "preflight.json", pf.to_dict())
     save_config(rd, ps)
+    emit = lambda line: print("  " + line, flush=True)  # noqa: E731
     with events.listen(probe.on_event):
-        run_phases(rd, ps, emit=lambda line: print("  " + line, flush=True))
+        try:
+            run_phases(rd, ps, emit=emit)
+        except RegressionHalt as exc:
+            # a 2-epoch iteration can regress; this bench profiles the whole run, so continue as the hint says
+            probe.halts.append(exc.message)
+            emit(f"[profile] {exc.message} Resuming with --accept-regression.")
+            run_phases(rd, ps, emit=emit, accept_regression=True)
     return rd
 
 
@@ -170,10 +185,11 @@ def stage_table(probe: Probe, wall: float) -> list[str]:
     return lines
 
 
-def top_functions(prof: cProfile.Profile, probe: Probe, n: int = 15) -> list[str]:
+def top_functions(prof: cProfile.Profile, probe: Probe, *, only: str = "", n: int = 15) -> list[str]:
+    """Top `n` by cumulative time, optionally only functions whose file path contains `only`."""
     stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
     rows = sorted(((ct, nc, tt, key) for key, (_, nc, tt, ct, _) in stats.items()
-                   if key not in probe.enclosing and key[0] != __file__), reverse=True)[:n]
+                   if key not in probe.enclosing and key[0] != __file__ and only in key[0]), reverse=True)[:n]
     lines = [f"{'cum s':>8}{'own s':>8}{'calls':>9}  function"]
     for ct, nc, tt, (path, line, func) in rows:
         short = path.split("/src/", 1)[-1].split("site-packages/", 1)[-1]
@@ -182,15 +198,20 @@ def top_functions(prof: cProfile.Profile, probe: Probe, n: int = 15) -> list[str
 
 
 def throughput(probe: Probe) -> str:
-    if probe.throughput_log is None or not probe.throughput_log.exists() or not probe.raw_times:
+    """Per training epoch: end-to-end pairs/s over raw pairs/s from the raw epochs just before and after it."""
+    if probe.throughput_log is None or not probe.throughput_log.exists() or len(probe.raw_times) < 2:
         return "training throughput: not measured (the run trained no DEFT iteration)"
     log = [json.loads(line) for line in probe.throughput_log.read_text().splitlines() if line.strip()]
-    later = log[1:] or log
-    e2e = statistics.median(r["n_pairs"] / r["train_seconds"] for r in later)
-    raw = probe.raw_pairs / statistics.median(probe.raw_times)
-    return (f"training throughput ({probe.throughput_log.parent.parent.name}): end-to-end {e2e:.1f} pairs/s "
-            f"(epochs {'2+' if len(log) > 1 else '1'}) / raw fwd+bwd+step {raw:.1f} pairs/s (median of "
-            f"{len(probe.raw_times)} interleaved raw epochs) = ratio {e2e / raw:.3f} (target >= 0.8)")
+    ratios, parts = [], []
+    for i, rec in enumerate(log[: len(probe.raw_times) - 1]):
+        e2e = rec["n_pairs"] / rec["train_seconds"]
+        raw = probe.raw_pairs / statistics.mean(probe.raw_times[i:i + 2])
+        ratios.append(e2e / raw)
+        parts.append(f"epoch {rec['epoch']}: {e2e:.1f} / {raw:.1f} pairs/s = {e2e / raw:.2f}")
+    later = ratios[1:] or ratios
+    return (f"training throughput ({probe.throughput_log.parent.parent.name}), end-to-end / raw fwd+bwd+step on "
+            f"preloaded tensors: {'; '.join(parts)}; median over epochs {'2+' if len(ratios) > 1 else '1'} "
+            f"= ratio {statistics.median(later):.3f} (target >= 0.8)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,8 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(stage_table(probe, wall)))
     print("\ntop 15 by cumulative time outside training (drivers enclosing a training call left out):")
     print("\n".join(top_functions(prof, probe)))
+    print("\nthe same, deftpipe's own functions only:")
+    print("\n".join(top_functions(prof, probe, only="/deftpipe/")))
     print("\n" + throughput(probe))
     print(f"(raw-model epochs took {probe.raw_s:.1f} s, excluded from every figure above)")
+    for halt in probe.halts:
+        print(f"accepted once and resumed (times include the resume) — {halt}")
     return 0
 
 

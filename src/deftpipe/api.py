@@ -57,7 +57,10 @@ def _run_pipeline(workspace: Path | str, *, max_iterations: int, resume: Path | 
         rd = Path(resume).resolve()
         return run_phases(rd, load_config(rd), emit=emit, accept_regression=accept_regression)
     ps = PipelineSettings(workspace=Path(workspace), max_iterations=max_iterations, **settings)
-    pf = preflight.build(ps, sources={k: "user" for k in settings}, measure=False)
+    sources = {"max_iterations": "user", **{k: "user" for k in settings}}
+    # A time_budget needs the timing run; with both, the smaller of it and max_iterations wins.
+    pf = preflight.build(ps, sources=sources, measure=ps.time_budget is not None)
+    ps = pf.settings or ps
     ws = Workspace.at(workspace)
     rd = new_run_dir(ws.results_root, workspace_root=ws.root)
     write_text_atomic(rd / "preflight.md", pf.to_markdown())

@@ -8,6 +8,7 @@ and neither is ever given a score that could win.
 from __future__ import annotations
 
 import re
+import shutil
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -159,6 +160,15 @@ def _score_candidates(ctx: TrialContext, result: Any, *, spec: Mapping[str, Any]
         if not ckpt.is_file():
             raise FileNotFoundError(f"{kind} checkpoint {ckpt} reported by the backend does not exist")
         out_dir = trial_dir / "inference" / kind
+        twin = next((k for k, (_, _, p) in scored.items() if p.resolve() == ckpt.resolve()), None)
+        if twin is not None:
+            # The last epoch was also the best: same weights, same scores. Copying them saves one validation
+            # inference per trial (~4 % of a 3-epoch trial on the medium demo).
+            out_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(trial_dir / "inference" / twin / "inference.csv", out_dir / "inference.csv")
+            metric = evaluate(out_dir / "inference.csv", ctx.contract, out_json=out_dir / "metric_result.json")
+            scored[kind] = (metric, scored[twin][1], ckpt)
+            continue
         inf = ctx.backend.infer(InferRequest(
             checkpoint=ckpt, csv=ctx.val_csv, images_dir=ctx.images_dir, workspace_root=ctx.workspace_root,
             out_csv=out_dir / "inference.csv", spec=spec, cache_dir=ctx.cache_dir, device=ctx.device,

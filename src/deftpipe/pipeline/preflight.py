@@ -86,19 +86,19 @@ def build(settings: Any, *, sources: dict[str, str], measure: bool = True) -> Pi
     src = lambda name: sources.get(name, "default")  # noqa: E731
     tables = {t.name: t for t in report.tables}
 
-    # before torch is imported for the device line: a refusal costs no seconds
     n = {k: tables[k].n_rows if k in tables else 0 for k in ("training", "validation", "kpi", "holdout", "mining_pool")}
     epochs = settings.epochs or int(get(spec, "train.num_epochs"))
     timing: Any = None
     plan: Any = None
     if settings.time_budget is not None:
-        # Before the disk estimate: that one depends on the iteration count the budget decides.
+        # A budget is measured first: the disk estimate below depends on the iteration count it decides.
         if not measure:
             raise ConfigError("--time-budget needs the measured training speed, and --no-measure skips it.",
                               hint="Drop --no-measure, or give --max-iterations N instead of a time budget.")
         timing = est.measure_training(ws, overrides, backend_name=settings.backend, device=settings.device)
         settings, sources, plan = budget.apply(
             settings, sources, lambda m: _estimates(timing, settings, n, epochs, max_iterations=m), epochs=epochs)
+    # before torch is imported for the device line (without a budget): a refusal costs no seconds
     keep = getattr(settings, "keep_checkpoints", "best_latest")
     disk_need = est.disk_estimate(
         n_train=n["training"], n_val=n["validation"], n_kpi=n["kpi"] + n["holdout"],

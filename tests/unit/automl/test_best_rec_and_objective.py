@@ -90,6 +90,27 @@ def test_trial_scores_both_candidates_and_keeps_the_better(ws: Path, fast_tmp: P
     assert out.checkpoint_epoch is not None and out.checkpoint_step == out.checkpoint_epoch * 10
 
 
+class _LastEpochBest(FakeBackend):
+    """Training whose last epoch is also its best: best_val and latest are one file."""
+
+    def train(self, request: Any) -> Any:
+        import dataclasses
+
+        res = super().train(request)
+        return dataclasses.replace(res, best_val_ckpt=res.latest_ckpt)
+
+
+def test_when_latest_is_best_val_it_is_scored_once_and_both_candidates_agree(ws: Path, fast_tmp: Path) -> None:
+    fake = _LastEpochBest()
+    out = run_trial(_ctx(ws, fake), trial_dir=fast_tmp / "t", params=PARAMS, seed=0)
+    assert out.state == "complete" and len(fake.infer_requests) == 1  # one validation inference, not two
+    assert out.candidates["best_val"]["score"] == out.candidates["latest"]["score"] == out.score
+    assert out.candidates["best_val"]["pred_counts"] == out.candidates["latest"]["pred_counts"]
+    for kind in ("best_val", "latest"):
+        assert (fast_tmp / "t/inference" / kind / "inference.csv").is_file()
+        assert (fast_tmp / "t/inference" / kind / "metric_result.json").is_file()
+
+
 def test_collapsed_predictions_disqualify(ws: Path, fast_tmp: Path) -> None:
     fake = FakeBackend(collapse_if=lambda p: True)
     out = run_trial(_ctx(ws, fake), trial_dir=fast_tmp / "t", params=PARAMS, seed=0)

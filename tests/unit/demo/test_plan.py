@@ -85,14 +85,14 @@ def test_unknown_scale_suggests_the_closest() -> None:
         resolve_scale("smal")
 
 
-def test_medium_spec_trains_3_epochs_so_make_demo_fits_8_minutes() -> None:
+def test_medium_spec_trains_2_epochs_so_make_demo_fits_8_minutes() -> None:
     import yaml
 
     from deftpipe.demo.workspace import spec_text
 
-    assert SCALES["medium"].num_epochs == 3
+    assert SCALES["medium"].num_epochs == 2
     assert {name: c.num_epochs for name, c in SCALES.items() if name != "medium"} == dict.fromkeys(
         ("tiny", "small", "large"))  # the template's 10 epochs
-    spec = yaml.safe_load(spec_text(64, num_epochs=3))
-    assert spec["train"]["num_epochs"] == 3 and spec["dataset"]["classify"]["image_width"] == 64
+    spec = yaml.safe_load(spec_text(64, num_epochs=2))
+    assert spec["train"]["num_epochs"] == 2 and spec["dataset"]["classify"]["image_width"] == 64
     assert yaml.safe_load(spec_text(64))["train"]["num_epochs"] == 10

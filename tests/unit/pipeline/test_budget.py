@@ -169,3 +169,16 @@ def test_run_saves_the_derived_value_and_the_budget_in_its_config(tiny_ws: Path,
 class _Outcome:
     def __init__(self, rd: Path) -> None:
         self.results_dir, self.deliverable, self.trajectory, self.phase3_skipped = rd, None, [], None
+
+
+def test_the_python_api_takes_a_budget_too(tiny_ws: Path, timed: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    import deftpipe
+    import deftpipe.pipeline.run as run_mod
+
+    monkeypatch.setattr(run_mod, "run_phases", lambda rd, settings, **kw: _Outcome(rd))
+    deftpipe.run_pipeline(tiny_ws, max_iterations=50, time_budget="1m", recommendations=2, epochs=2,
+                          noise_rerun=False, backend=fake_backend.NAME)
+    rd = next((tiny_ws / "results").glob("run_*"))
+    saved = json.loads((rd / CONFIG_FILE).read_text())["settings"]
+    expected = max(m for m in range(1, 50) if _phase_total(tiny_ws, m) <= 60)
+    assert (saved["max_iterations"], saved["time_budget"]) == (expected, "1m")  # below the explicit 50
