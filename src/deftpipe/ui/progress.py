@@ -33,8 +33,9 @@ class _PlainLines:
     """Throttled `label: done/total (pct) message [eta]` lines for logs and pipes."""
 
     def __init__(self, label: str, stream: IO[str], every_fraction: float, every_seconds: float,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], min_seconds: float = 0.0) -> None:
         self.label = label
+        self.min_seconds = min_seconds
         self.stream = stream
         self.every_fraction = every_fraction
         self.every_seconds = every_seconds
@@ -59,6 +60,8 @@ class _PlainLines:
         finished = total > 0 and done >= total
         if not (finished or bucket > self.last_bucket or now - self.last_time >= self.every_seconds):
             return
+        if now - self.start < self.min_seconds:
+            return  # a part this quick (one small query group, a 2-row CSV) is not worth a log line
         self.last_time, self.last_bucket = now, bucket
         elapsed = now - self.start
         eta = f" eta {elapsed * (1 - frac) / frac:.0f}s" if 0 < frac < 1 and elapsed > 0 else ""
@@ -133,12 +136,17 @@ def progress_reporter(label: str, *, quiet: bool = False, stream: IO[str] | None
         yield _Milestones(label, update)
 
 
-def make_progress(label: str, *, quiet: bool = False, stream: IO[str] | None = None) -> ProgressFn:
-    """A ProgressFn without a context: always plain throttled lines (safe to hand to other threads/processes)."""
+def make_progress(label: str, *, quiet: bool = False, stream: IO[str] | None = None,
+                  clock: Callable[[], float] = time.monotonic, min_seconds: float = 0.0) -> ProgressFn:
+    """A ProgressFn without a context: always plain throttled lines (safe to hand to other threads/processes).
+
+    Args:
+        min_seconds: print nothing for a part until it has run this long (quick parts stay silent).
+    """
     if quiet:
         return _Milestones(label, _noop)
     return _Milestones(label, _PlainLines(label, stream if stream is not None else sys.stdout, 0.1, 5.0,
-                                          time.monotonic))
+                                          clock, min_seconds))
 
 
 class _Board:
@@ -180,12 +188,14 @@ class _Board:
 
 @contextlib.contextmanager
 def progress_board(*, quiet: bool = False, console: Any = None, stream: IO[str] | None = None,
-                   tty: bool | None = None) -> Iterator[Callable[[str], ProgressFn]]:
+                   tty: bool | None = None, clock: Callable[[], float] = time.monotonic,
+                   min_seconds: float = 1.0) -> Iterator[Callable[[str], ProgressFn]]:
     """Yield a factory `label -> ProgressFn` for every long step of one command.
 
     Rich bars with ETA on `console` when it is a terminal, throttled plain lines on `stream`
-    otherwise, nothing shown when `quiet` (`--quiet`, `--json`, `--log-level warning`); milestone
-    events are published in every mode.
+    otherwise (only for parts running at least `min_seconds`: a run has hundreds of tiny ones), nothing
+    shown when `quiet` (`--quiet`, `--json`, `--log-level warning`); milestone events are published in
+    every mode.
     """
     out = stream if stream is not None else (console.file if console is not None else sys.stdout)
     is_tty = tty if tty is not None else (console.is_terminal if console is not None else out.isatty())
@@ -193,7 +203,7 @@ def progress_board(*, quiet: bool = False, console: Any = None, stream: IO[str] 
         yield lambda label: _Milestones(label, _noop)
         return
     if not is_tty:
-        yield lambda label: make_progress(label, stream=out)
+        yield lambda label: make_progress(label, stream=out, clock=clock, min_seconds=min_seconds)
         return
     if console is None:
         from rich.console import Console

@@ -74,11 +74,14 @@ def test_milestone_events_every_ten_percent_whatever_is_shown() -> None:
 def test_board_plain_lines_off_a_tty_and_one_bar_per_step_on_one() -> None:
     from deftpipe.ui.progress import progress_board
 
-    out = io.StringIO()
-    with progress_board(stream=out, tty=False) as factory:
+    out, clock = io.StringIO(), _Clock()
+    with progress_board(stream=out, tty=False, clock=clock) as factory:
         knn = factory("iter1 · data_mining")
-        knn(3, 3, "k-NN search (label short)")
-    assert out.getvalue().splitlines() == ["iter1 · data_mining: 3/3 (100%) k-NN search (label short)"]
+        knn(3, 3, "k-NN search (label short)")  # over at once: a quick part prints nothing
+        knn(1, 3, "k-NN search (label open)")
+        clock.now = 2.0
+        knn(3, 3, "k-NN search (label open)")
+    assert out.getvalue().splitlines() == ["iter1 · data_mining: 3/3 (100%) k-NN search (label open)"]
 
     from rich.console import Console
 
