@@ -174,7 +174,8 @@ def compare_digests(reference: RunDigest, candidate: RunDigest) -> list[str]:
     """Every way `candidate` (killed and resumed) differs from `reference`; empty when they agree."""
     out = [f"reference run: {p}" for p in reference.problems] + [f"interrupted run: {p}" for p in candidate.problems]
     if reference.events != candidate.events:
-        out.append(f"committed stages differ: reference {list(reference.events)} vs interrupted {list(candidate.events)}")
+        out.append(f"committed stages differ: reference {list(reference.events)} "
+                   f"vs interrupted {list(candidate.events)}")
     for rel in sorted(set(reference.csvs) | set(candidate.csvs)):
         a, b = reference.csvs.get(rel), candidate.csvs.get(rel)
         if a is None or b is None:

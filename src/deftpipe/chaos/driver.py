@@ -136,11 +136,13 @@ def plan_kills(n_kills: int, *, rng: random.Random, faults: Sequence[str] = BENC
         raise ValueError("at least one fault point is needed to kill the fresh run")
     plan = [Kill(fault=f) for f in faults[:n_kills]]
     for _ in range(n_kills - len(plan)):
-        plan.insert(rng.randint(1, max(1, len(plan) - 1)), Kill(delay_s=round(rng.uniform(min_delay_s, max_delay_s), 1)))
+        at = rng.randint(1, max(1, len(plan) - 1))
+        plan.insert(at, Kill(delay_s=round(rng.uniform(min_delay_s, max_delay_s), 1)))
     return plan
 
 
-def _attempt(argv: Sequence[str], kill: Kill | None, log_path: Path, *, timeout_s: float = ATTEMPT_TIMEOUT_S) -> Attempt:
+def _attempt(argv: Sequence[str], kill: Kill | None, log_path: Path, *,
+             timeout_s: float = ATTEMPT_TIMEOUT_S) -> Attempt:
     env = {**PINNED_ENV, **{k: v for k, v in os.environ.items() if k != ENV}}
     env.setdefault("DEFTPIPE_LOG_DIR", str(log_path.parent / "crash_logs"))
     if kill is not None and kill.fault:

@@ -19,8 +19,9 @@ def _run(ws: Path, name: str, *, far: float = 12.5, csv_rows: str = "a,1\n", eve
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"w")
     events = EVENTS if events is None else events
+    gaps = str(rd / "baseline/rca_results" / name[4:19])
     doc = {"status": "complete", "current_iteration": 1, "events": events,
-           "iterations": {"baseline": {"far_pct": far, "rca_gaps_parquet": str(rd / "baseline/rca_results" / name[4:19])}}}
+           "iterations": {"baseline": {"far_pct": far, "rca_gaps_parquet": gaps}}}
     (rd / "deft_state.json").write_text(json.dumps(doc))
     (rd / "loop_log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     (rd / "best_model.json").write_text(json.dumps({"checkpoint": str(ckpt), "far_pct": far}))
