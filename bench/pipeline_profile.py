@@ -257,13 +257,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _demo(path: Path, scale: str) -> Path:
-    from deftpipe.demo import make_demo_workspace
+    """The ablation bench's cached demo workspace (one definition for both benches)."""
+    if str(BENCH_DIR) not in sys.path:
+        sys.path.insert(0, str(BENCH_DIR))
+    from ablation import _demo as demo_workspace
 
-    marker = path.parent / f".{path.name}.ready"  # beside the workspace, not inside it
-    if not marker.exists():
-        make_demo_workspace(path, scale=scale, seed=0, force=True)
-        marker.write_text("ok\n")
-    return path.resolve()
+    return demo_workspace(path, scale)
 
 
 if __name__ == "__main__":
