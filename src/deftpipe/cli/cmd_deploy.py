@@ -58,5 +58,8 @@ def predict_cmd(
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
-    """Score new pairs and decide defect / PASS at the deliverable's stored threshold (score > threshold)."""
+    """Score new pairs and decide defect / PASS at the deliverable's stored threshold.
+
+    A pair is a defect when score > threshold + tie_margin (both stored with the model).
+    """
     echo(guarded(lambda: _predict(model, csv, images_dir, pairs, out, device, quiet)))
