@@ -17,7 +17,8 @@ import pandas as pd
 from deftpipe.errors import StageFailed
 from deftpipe.workspace.paths import ImageLocator
 from deftpipe.workspace.tables import REQUIRED_COLUMNS, row_keys
-from deftpipe.workspace.validate import MAX_LISTED_ROWS, content_hashes, find_missing
+from deftpipe.workspace.content_hash import content_hashes
+from deftpipe.workspace.validate import MAX_LISTED_ROWS, find_missing
 
 NAME = "data_merge"
 

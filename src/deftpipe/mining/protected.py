@@ -6,42 +6,19 @@ sorted by light (the leakage key of SPEC §5, same as workspace validation).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from deftpipe.mining.layout import leakage_keys, root_prefix
+from deftpipe.workspace.content_hash import content_hashes
 from deftpipe.workspace.paths import ImageLocator
 from deftpipe.workspace.tables import read_samples_csv
 
 LEAK_SOURCES: tuple[str, ...] = ("validation", "kpi", "holdout")
-
-
-def content_hashes(rows: pd.DataFrame, locator: ImageLocator, *, workers: int = 4) -> pd.Series:
-    """Per row: sha256 of the test images of every light (sorted by light name); None where a file is missing."""
-    order = sorted(range(len(locator.lights)), key=lambda k: locator.lights[k])
-    tests, _ = locator.frame_paths(rows)
-
-    def digest(i: int) -> str | None:
-        h = hashlib.sha256()
-        try:
-            for k in order:
-                with open(tests[k][i], "rb") as fh:
-                    h.update(fh.read())
-        except (FileNotFoundError, IsADirectoryError):
-            return None
-        return h.hexdigest()
-
-    if len(rows) == 0:
-        return pd.Series([], index=rows.index, dtype=object)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        values = list(pool.map(digest, range(len(rows)), chunksize=256))
-    return pd.Series(values, index=rows.index, dtype=object)
 
 
 def missing_files(rows: pd.DataFrame, locator: ImageLocator) -> pd.Series:
@@ -85,7 +62,7 @@ class ProtectedSets:
                 raise ValueError(f"unknown protected source '{source}'; use one of {list(LEAK_SOURCES)}")
             keys[source] = frozenset(leakage_keys(frame, prefix=prefix))
             if hash_content and len(frame):
-                hashes.update(h for h in content_hashes(frame, locator) if h is not None)
+                hashes.update(h for h in content_hashes(frame, locator, missing_ok=True) if h is not None)
         return cls(keys=keys, hashes=frozenset(hashes))
 
     @classmethod

@@ -10,7 +10,8 @@ import pandas as pd
 
 from deftpipe.mining.history import MiningHistory
 from deftpipe.mining.layout import MiningLayout, filepath_keys, leakage_keys
-from deftpipe.mining.protected import ProtectedSets, content_hashes, missing_files
+from deftpipe.mining.protected import ProtectedSets, missing_files
+from deftpipe.workspace.content_hash import content_hashes
 
 REJECTION_REASONS: tuple[str, ...] = (
     "missing_file", "leak_validation", "leak_kpi", "leak_holdout", "leak_hash", "already_mined", "in_training",
@@ -40,7 +41,7 @@ def classify_pool(pool: pd.DataFrame, *, layout: MiningLayout, history: MiningHi
             reason[source] = f"leak_{hit}"
     open_rows = rows[reason[rows.index] == ""]
     if protected.hashes and len(open_rows):
-        hashes = content_hashes(open_rows, locator)
+        hashes = content_hashes(open_rows, locator, missing_ok=True)
         leaked = hashes.isin(protected.hashes)
         reason[leaked[leaked].index] = "leak_hash"
     open_rows = rows[reason[rows.index] == ""]

@@ -5,7 +5,6 @@ them all in one pass; never writes anything and never imports torch.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from deftpipe.errors import ConfigError, ContractError
+from deftpipe.workspace.content_hash import content_hashes
 from deftpipe.workspace.layout import Workspace
 from deftpipe.workspace.paths import ImageLocator
 from deftpipe.workspace.spec import ImageSettings, load_spec
@@ -148,22 +148,6 @@ def _check_images(rows: pd.DataFrame, locator: ImageLocator, settings: ImageSett
     if len(bad) > MAX_LISTED_ROWS:
         problems.append(f"{name}: {len(bad) - MAX_LISTED_ROWS} more bad image(s) not listed.")
     return len(bad)
-
-
-def content_hashes(rows: pd.DataFrame, locator: ImageLocator) -> pd.Series:
-    """sha256 over the test-image bytes of all lights (sorted by light) per row — the leakage content key."""
-    order = sorted(range(len(locator.lights)), key=lambda k: locator.lights[k])
-    tests, _ = locator.frame_paths(rows)
-
-    def digest(i: int) -> str:
-        h = hashlib.sha256()
-        for k in order:
-            with open(tests[k][i], "rb") as fh:
-                h.update(fh.read())
-        return h.hexdigest()
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return pd.Series(list(pool.map(digest, range(len(rows)))), index=rows.index, dtype=object)
 
 
 def validate_workspace(ws_path: Path | str, overrides: Iterable[str] = (), *, decode: bool = True) -> WorkspaceReport:

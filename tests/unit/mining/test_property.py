@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deftpipe.mining import MiningConfig, MiningHistory, MiningLayout, ProtectedSets, leakage_keys, run_mining
-from deftpipe.mining.protected import content_hashes
+from deftpipe.workspace.content_hash import content_hashes
 from tests.helpers import LIGHTS, write_pair
 from tests.unit.mining.conftest import COLUMNS, VectorEmbedder, unit
 
