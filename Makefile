@@ -25,8 +25,10 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest -q --timeout=600 $(PYTEST_OPTS)
 
+# The edit loop: fast tests spread over FAST_WORKERS processes (pytest-xdist; each test uses one torch thread).
+FAST_WORKERS ?= 2
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow and not postgres and not browser" --timeout=120 $(PYTEST_OPTS)
+	$(PY) -m pytest -q -n $(FAST_WORKERS) -m "not slow and not postgres and not browser" --timeout=120 $(PYTEST_OPTS)
 
 # SPEC §7: QUICK = small scale, 1 iteration, 2 trials, 2 epochs, no noise re-run (target <= 90 s);
 # default = medium scale, 2 iterations, 5 trials (target <= 8 min on 2 cores); the epochs come from the

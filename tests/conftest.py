@@ -7,6 +7,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# pytest-xdist workers inherit COLUMNS=80; a Rich console created at import would then keep 80 columns for
+# the whole session, ignoring the width a test passes to CliRunner. Tests choose their width themselves.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 DEEPPCB = SHARED / "data" / "deeppcb"
