@@ -9,7 +9,8 @@ Arms (one row each), every model scored the same way by this script on the KPI a
     all3          Phases 1+2+3, warm-started Phase 3 (the product's deliverable)
     all3_cold     Phases 1+2+3 with Phase 3 trials from fresh weights (`phase3_warm_start=False`)
 
-Per row: medians over seeds of KPI FAR@100, holdout FAR@100 / FAR@99 / AUROC and wall time, with the
+A regression-gate halt (exit 5) is accepted and the run resumed, as `make demo` does; the cell records
+how many (`regression_halts_accepted`). Per row: medians over seeds of KPI FAR@100, holdout FAR@100 / FAR@99 / AUROC and wall time, with the
 per-seed values and ratios to `phase1` measured in the same run. Not a CI test. Resumable per cell
 (arm x seed): a finished cell is a JSON file under OUT/cells/ and is never recomputed; an interrupted
 one resumes its run directory (its wall time then covers only the last attempt and is marked †).
@@ -84,6 +85,24 @@ def _mark_started(cell_dir: Path, **info: Any) -> None:
     (cell_dir / "started.json").write_text(json.dumps(info, indent=2))
 
 
+def _accepting_regressions(run: Callable[[bool], Any]) -> tuple[Any, int]:
+    """`run(accept_regression)`; a regression-gate halt is accepted and resumed, as `make demo` does.
+
+    The gate exists for a person watching the run; an ablation must reach the end of every arm, and the
+    safety net (best iteration so far is the deliverable) still applies. Returns (result, halts accepted).
+    """
+    from deftpipe.errors import RegressionHalt
+
+    accepted = 0
+    while True:
+        try:
+            return run(accepted > 0), accepted
+        except RegressionHalt:
+            accepted += 1
+            if accepted > 20:
+                raise
+
+
 def _arm_phase1(args: argparse.Namespace, ws: Path, seed: int, cell_dir: Path) -> dict[str, Any]:
     from deftpipe.automl import run_automl
 
@@ -108,10 +127,10 @@ def _arm_phase2(args: argparse.Namespace, ws: Path, seed: int, cell_dir: Path) -
         rd = create_run(DeftSettings(workspace=ws, max_iterations=args.max_iterations, kpi_target_pct=args.kpi_target,
                                      epochs=args.epochs, seed=seed, backend=args.backend, device=args.device))
         _mark_started(cell_dir, results_dir=str(rd))
-    run_loop(rd)
+    _, halts = _accepting_regressions(lambda accept: run_loop(rd, accept_regression=accept))
     best = json.loads((rd / "best_model.json").read_text())
     return {"checkpoint": Path(best["checkpoint"]), "resumed": resumed, "results_dir": str(rd),
-            "iteration": best["iteration"]}
+            "iteration": best["iteration"], "regression_halts_accepted": halts}
 
 
 def _pipeline(args: argparse.Namespace, ws: Path, seed: int, cell_dir: Path, *, warm: bool) -> dict[str, Any]:
@@ -138,10 +157,11 @@ def _pipeline(args: argparse.Namespace, ws: Path, seed: int, cell_dir: Path, *, 
         write_json_atomic(rd / "preflight.json", pf.to_dict())
         save_config(rd, ps)
         _mark_started(cell_dir, results_dir=str(rd))
-    outcome = run_phases(rd, ps, emit=lambda line: None)
+    outcome, halts = _accepting_regressions(
+        lambda accept: run_phases(rd, ps, emit=lambda line: None, accept_regression=accept))
     best = json.loads((rd / "best_model.json").read_text())
     return {"checkpoint": Path(best["checkpoint"]), "resumed": resumed, "results_dir": str(rd),
-            "iteration": outcome.deliverable}
+            "iteration": outcome.deliverable, "regression_halts_accepted": halts}
 
 
 def _loop_part(all3: dict[str, Any]) -> dict[str, Any]:
@@ -184,7 +204,8 @@ def _run_cell(args: argparse.Namespace, ws: Path, arm: str, seed: int, cells: Pa
         row = {"arm": arm, "seed": seed, "wall_s": round(wall, 1),
                **{k: v for k, v in info.items() if k != "checkpoint"}, **scores}
     except (DeftError, _SourceFailed) as exc:
-        # a hard stop or an all-collapsed study is an outcome of this arm, recorded once (not retried)
+        # a hard stop or an all-collapsed study is an outcome of this arm, recorded once (not retried);
+        # regression-gate halts never get here (accepted and resumed above)
         row = {"arm": arm, "seed": seed, "wall_s": None, "error": str(exc), "kpi_far100": None,
                "holdout_far100": None, "holdout_far99": None, "holdout_auroc": None}
     cells.mkdir(parents=True, exist_ok=True)
