@@ -155,18 +155,22 @@ def run_mining(gaps: pd.DataFrame, pool: pd.DataFrame | None, *, embedder: Embed
     reason = classify_pool(pool, layout=layout, history=history, protected=protected,
                            labels=set(target_labels) if cfg.filter_by_label else None)
 
-    # Embed every present pool row of a label (not only the open ones): that set is stable across
-    # iterations, so a frozen embedder's cache keeps hitting while the history grows.
-    present = pool[~reason.isin(["missing_file", "unsearched"])]
+    # One embedding pass over every present pool row (all labels, open or not): one model load and
+    # one decode pass per iteration instead of one per label, and a set that is stable across
+    # iterations, so a frozen embedder's cache keeps hitting while the history and the targets change.
     emb_groups: dict[str | None, tuple[np.ndarray, np.ndarray]] = {}  # label -> (pool positions, embeddings)
     group_labels: list[str | None] = list(target_labels) if cfg.filter_by_label else [None]
-    for label in group_labels:
-        rows = present if label is None else present[present["label"] == label]
-        open_mask = (reason[rows.index] == "").to_numpy()
-        if not open_mask.any():
-            continue
-        emb = _embed(embedder, rows, layout.pool_dir, what=f"pool rows of label '{label}'", select=open_mask)
-        emb_groups[label] = (rows.index.to_numpy()[open_mask], emb)
+    open_rows = reason == ""
+    if open_rows.any():
+        present = pool[reason != "missing_file"]
+        pool_emb = _embed(embedder, present, layout.pool_dir, what="pool rows")
+        positions = present.index.to_numpy()
+        present_open = open_rows[positions].to_numpy()
+        present_labels = present["label"].to_numpy()
+        for label in group_labels:
+            keep = present_open if label is None else present_open & (present_labels == label)
+            if keep.any():
+                emb_groups[label] = (positions[keep], pool_emb[keep])
     source_emb = (_embed(embedder, targets, layout.targets_dir, what="gap rows") if len(targets)
                   else np.zeros((0, 0), np.float32))
     dims = {g[1].shape[1] for g in emb_groups.values()} | ({source_emb.shape[1]} if len(targets) else set())
