@@ -11,7 +11,7 @@ import difflib
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -311,6 +311,16 @@ class SearchSpace:
             set_value(out, key, value)
         return out
 
+    def with_lr_scale(self, scale: float) -> SearchSpace:
+        """A copy whose learning-rate ranges are multiplied by `scale` (warm-started searches fine-tune, so they
+        search the same decades shifted down, like the DEFT fine-tune's `finetune_lr_scale`)."""
+        if not scale > 0:
+            raise ConfigError(f"learning-rate scale must be > 0, got {scale}.")
+        if scale == 1:
+            return self
+        return SearchSpace(tuple(_lr_scaled(p, scale) if is_learning_rate(p.key) else p for p in self.params),
+                           dict(self.pins))
+
     def to_dict(self) -> dict[str, Any]:
         return {"params": [p.to_dict() for p in self.params], "pins": dict(self.pins)}
 
@@ -322,6 +332,15 @@ class SearchSpace:
         lines = [f"{p.key} ~ {p.expression()}" for p in self.params]
         lines += [f"{k} = {v!r} (pinned)" for k, v in self.pins.items()]
         return lines
+
+
+def _lr_scaled(p: ParamSpec, scale: float) -> ParamSpec:
+    if p.kind == "loguniform" and p.low is not None and p.high is not None:
+        return replace(p, low=p.low * scale, high=p.high * scale)
+    if p.kind == "choice":
+        return replace(p, choices=tuple(c * scale if isinstance(c, (int, float)) and not isinstance(c, bool) else c
+                                        for c in p.choices))
+    return p
 
 
 def parse_pin(text: str) -> tuple[str, Any]:

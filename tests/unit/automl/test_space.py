@@ -133,3 +133,18 @@ def test_sampled_and_grid_values_stay_in_range(spec: ParamSpec, seed: int, algo:
             assert value is True or value is False
         study.tell(trial, float(i))
     assert all(spec.contains(v) for v in spec.grid())
+
+
+def test_lr_scale_shifts_only_learning_rate_ranges_and_keeps_them_log() -> None:
+    space = SearchSpace.build(["train.optim.lr=loguniform(1e-5,1e-2)", "train.optim.weight_decay=loguniform(1e-6,1e-2)",
+                               "model.head_lr=choice(0.001,0.01)"], pins={"train.num_epochs": 3})
+    scaled = space.with_lr_scale(0.3)
+    by_key = {p.key: p for p in scaled.params}
+    assert by_key["train.optim.lr"].kind == "loguniform"
+    assert by_key["train.optim.lr"].low == pytest.approx(3e-6) and by_key["train.optim.lr"].high == pytest.approx(3e-3)
+    assert by_key["model.head_lr"].choices == pytest.approx((3e-4, 3e-3))
+    assert by_key["train.optim.weight_decay"] == {p.key: p for p in space.params}["train.optim.weight_decay"]
+    assert scaled.pins == {"train.num_epochs": 3}
+    assert space.with_lr_scale(1.0) is space
+    with pytest.raises(ConfigError, match="must be > 0"):
+        space.with_lr_scale(0.0)
