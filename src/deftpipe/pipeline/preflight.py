@@ -175,10 +175,6 @@ def build(settings: Any, *, sources: dict[str, str], measure: bool = True) -> Pi
     if getattr(settings, "phase3_warm_start", True):
         s7.add("warm start", "every trial from the best DEFT iteration's checkpoint (never final_automl)",
                src("phase3_warm_start"))
-        lr = next((p.expression() for p in _phase3_space(settings).params if p.key == "train.optim.lr"), None)
-        if lr:
-            s7.add("learning-rate range", f"{lr} (default range x fine-tuning LR scale {settings.finetune_lr_scale:g})",
-                   src("finetune_lr_scale"))
     else:
         s7.add("warm start", "OFF: every trial starts from fresh weights (cold-start ablation)", src("phase3_warm_start"))
     s7.add("validation set", "the same base validation CSV as Phase 1", "default")
@@ -222,9 +218,3 @@ def _estimates(timing: Any, settings: Any, n: dict[str, int], epochs: int, *, ma
                                n_pool=n["mining_pool"], epochs=epochs, recommendations=settings.recommendations,
                                max_iterations=max_iterations, num_sdg=settings.num_sdg,
                                mining_top_k=settings.mining_top_k, noise_rerun=settings.noise_rerun)
-
-
-def _phase3_space(settings: Any) -> Any:
-    from deftpipe.pipeline.run import phase3_space
-
-    return phase3_space(settings)

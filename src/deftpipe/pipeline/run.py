@@ -107,22 +107,8 @@ def load_config(results_dir: Path) -> PipelineSettings:
     return PipelineSettings.from_json(json.loads(path.read_text())["settings"])
 
 
-def phase3_space(settings: PipelineSettings) -> Any:
-    """Phase 3's search space: the default one, its learning-rate range × `finetune_lr_scale` when warm-started.
-
-    Warm-started trials fine-tune the loop's best model; at the default range's top learning rates they
-    overwrite what the loop gained (measured: bench/phase3_lr.py), so they search the same decades shifted
-    down by the factor the DEFT fine-tune uses. A cold Phase 3 (ablation) keeps the unscaled range.
-    """
-    from deftpipe.automl.space import SearchSpace
-
-    space = SearchSpace.default()
-    return space.with_lr_scale(settings.finetune_lr_scale) if settings.phase3_warm_start else space
-
-
 def _automl(settings: PipelineSettings, out_dir: Path, *, train_csv: Path | None = None, val_csv: Path | None = None,
-            warm_start: Path | None = None, extra_overrides: tuple[str, ...] = (), progress_factory: Any = None,
-            space: Any = None) -> Any:
+            warm_start: Path | None = None, extra_overrides: tuple[str, ...] = (), progress_factory: Any = None) -> Any:
     from deftpipe.automl import run_automl
     from deftpipe.automl.runner import trial_progress
 
@@ -134,7 +120,7 @@ def _automl(settings: PipelineSettings, out_dir: Path, *, train_csv: Path | None
                       n_trials=settings.recommendations, warm_start=warm_start, seed=settings.seed, out_dir=out_dir,
                       noise_rerun=settings.noise_rerun, backend=settings.backend,
                       overrides=(*settings.overrides, *extra_overrides), epochs=settings.epochs, progress=progress,
-                      resume=resume, device=settings.device, keep_checkpoints=settings.keep_checkpoints, space=space)
+                      resume=resume, device=settings.device, keep_checkpoints=settings.keep_checkpoints)
 
 
 def zero_shot_validation(settings: PipelineSettings, results_dir: Path) -> dict[str, Any]:
@@ -281,8 +267,7 @@ def _run_phases(results_dir: Path, settings: PipelineSettings, *, emit: EmitFn, 
             with _phase("final_automl"):
                 _automl(settings, rd / "final_automl", train_csv=train_csv, val_csv=rd / "inputs" / "validation.csv",
                         warm_start=warm if settings.phase3_warm_start else None,
-                        extra_overrides=(f"dataset.classify.images_dir={ws.root}",), progress_factory=progress_factory,
-                        space=phase3_space(settings))
+                        extra_overrides=(f"dataset.classify.images_dir={ws.root}",), progress_factory=progress_factory)
         finish.register_phase3(rd, settings, warm_start=warm if settings.phase3_warm_start else None,
                                train_csv=train_csv, emit=emit)
     from deftpipe.deft.loop import refresh_report
