@@ -238,10 +238,11 @@ def validate_spec(spec: Mapping[str, Any], *, source: str = "spec") -> None:
             )
     flat = _flatten(spec)
     _typo_check(flat, source=source)
+    missing = object()
     for key, types in HONOURED_KEYS.items():
-        if key not in flat:
+        value = get(spec, key, missing)  # not `flat`: a mapping where a value belongs is flattened away
+        if value is missing:
             continue
-        value = flat[key]
         if isinstance(value, bool) and bool not in types:
             ok = False
         else:

@@ -5,7 +5,7 @@ import math
 
 import pandas as pd
 import yaml
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from deftpipe.errors import ConfigError
@@ -84,6 +84,8 @@ _values = st.one_of(st.sampled_from(["1", "0", "-3", "2.5", "true", "null", "[1,
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(overrides=st.lists(st.builds(lambda k, v: f"{k}={v}", _spec_keys, _values), min_size=1, max_size=3))
+@example(overrides=["train.optim.lr={a: 1}"])  # found by this test: a mapping in place of a value was accepted
+@example(overrides=["train.num_epochs={a: 1}"])
 def test_any_override_gives_a_valid_spec_or_a_config_error(overrides: list[str]) -> None:
     try:
         spec = resolve_spec(default_spec(), overrides)
