@@ -19,8 +19,8 @@ from deftpipe.mining.knn import Neighbours, search, search_by_label
 from deftpipe.mining.layout import MiningLayout, filepath_keys, leakage_keys
 from deftpipe.mining.outputs import check_new_rows, write_mining_outputs
 from deftpipe.mining.protected import ProtectedSets
-from deftpipe.workspace.content_hash import content_hashes
 from deftpipe.mining.rejections import REJECTION_REASONS, classify_pool
+from deftpipe.workspace.content_hash import content_hashes
 
 __all__ = [
     "KNN_SUMMARY_COLUMNS",

@@ -201,14 +201,13 @@ def run_mining(gaps: pd.DataFrame, pool: pd.DataFrame | None, *, embedder: Embed
     )
 
 
-def _embed(embedder: Embedder, rows: pd.DataFrame, images_dir: Path, *, what: str,
-           select: np.ndarray | None = None) -> np.ndarray:
-    """Embeddings of `rows` (optionally only the `select`ed ones), checked and L2-normalized."""
+def _embed(embedder: Embedder, rows: pd.DataFrame, images_dir: Path, *, what: str) -> np.ndarray:
+    """Embeddings of `rows`, checked and L2-normalized."""
     emb = np.asarray(embedder.embed(rows, images_dir))
     if emb.ndim != 2 or emb.shape[0] != len(rows):
         raise StageFailed(NAME, f"embedder '{embedder.cache_key}' returned shape {emb.shape} for {len(rows)} {what}; "
                                 "expected one vector per row.")
-    emb = np.array(emb[select] if select is not None else emb, dtype=np.float32)  # a private, writable copy
+    emb = np.array(emb, dtype=np.float32)  # a private, writable copy
     if not np.isfinite(emb).all():
         raise StageFailed(NAME, f"embedder '{embedder.cache_key}' returned non-finite values for {what}.")
     return l2_normalize(emb)
